@@ -1,0 +1,231 @@
+"""The data stage, `safealign prepare`: load -> convert to canonical records -> clean -> split by prompt ->
+write train/val/test.jsonl (+ safety_*.jsonl for BeaverTails rows), stats.json, stats.md, config.yaml.
+
+Everything is written into a temporary sibling folder that is renamed onto the output folder at the end, so a
+failed run leaves nothing that looks complete. See docs/data.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from ..config import asdict_shallow, redact
+from ..errors import DataError, SafeAlignError
+from ..fileio import atomic_path
+from . import stats as S
+from .loading import open_sources
+from .schemas import PREFERENCE_SCHEMAS, Drop, RowError, detect_schema, missing_columns, to_record
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+MAX_LISTED_ERRORS = 20
+PROGRESS_MIN_ROWS = 20_000  # smaller inputs finish before a bar is worth drawing
+
+
+def run_prepare(data_cfg, toy_cfg, output_dir, seed: int | None = None) -> dict:
+    """Prepare `data_cfg.dataset` into `output_dir`; returns the summary (stats.json without the samples)."""
+    start = time.time()
+    seed = data_cfg.seed if seed is None else seed
+    out = Path(output_dir)
+    _check_output(out)
+    toy = {"num_pairs": toy_cfg.num_pairs, "seed": toy_cfg.seed, "harmful_fraction": toy_cfg.harmful_fraction}
+    sources = open_sources(data_cfg.dataset, split=data_cfg.split, revision=data_cfg.revision,
+                           subset=data_cfg.subset, toy=toy)
+    prefs, safety, drops, errors, schemas, rows_read = _read_all(sources, data_cfg)
+    _propagate_harmful_prompts(prefs, safety)
+    assignment = _split_prompts({r["prompt"] for r in prefs} | {r["prompt"] for r in safety}, data_cfg, seed)
+    split_prefs = {s: [r for r in prefs if assignment[r["prompt"]] == s] for s in SPLITS}
+    split_safety = {s: [r for r in safety if assignment[r["prompt"]] == s] for s in SPLITS}
+    if not prefs and not safety:
+        raise DataError(data_cfg.dataset, None, None, f"no usable rows left (dropped: {dict(drops) or 'none'})")
+
+    stats = {
+        "dataset": data_cfg.dataset,
+        "schemas": dict(schemas),
+        "rows_read": rows_read,
+        "rows_kept": len(prefs) + len(safety),
+        "rows_dropped": sum(drops.values()),
+        "dropped": dict(drops.most_common()),
+        "errors": errors,
+        "split": {"seed": seed, "by": "prompt",
+                  "fractions": [data_cfg.train_fraction, data_cfg.val_fraction, data_cfg.test_fraction],
+                  "prompts": dict(Counter(assignment.values()))},
+        "splits": {s: {"preference": S.preference_stats(split_prefs[s]), "safety": S.safety_stats(split_safety[s])}
+                   for s in SPLITS},
+        "all": {"preference": S.preference_stats(prefs), "safety": S.safety_stats(safety)},
+        "samples": S.sample(prefs or safety, data_cfg.show, seed),
+    }
+    resolved = {"data": redact(asdict_shallow(data_cfg)), "toy": redact(asdict_shallow(toy_cfg))}
+    resolved["data"]["output_dir"] = str(out)
+    with atomic_path(out) as tmp:
+        tmp.mkdir(parents=True)
+        for s in SPLITS:
+            _write_jsonl(tmp / f"{s}.jsonl", split_prefs[s])
+            if safety:
+                _write_jsonl(tmp / f"safety_{s}.jsonl", split_safety[s])
+        stats["seconds"] = round(time.time() - start, 2)
+        (tmp / "stats.md").write_text(S.render_markdown(stats), encoding="utf-8")
+        (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    summary = {k: v for k, v in stats.items() if k != "samples"}
+    summary["output_dir"] = str(out)
+    summary["samples"] = stats["samples"]
+    return summary
+
+
+def _check_output(out: Path) -> None:
+    """The output folder is replaced as a whole: refuse to replace anything that is not a prepared-data folder."""
+    if out.exists() and not out.is_dir():
+        raise SafeAlignError(f"{out}: exists and is not a folder; choose another --output")
+    if out.is_dir() and any(out.iterdir()) and not (out / "stats.json").is_file():
+        raise SafeAlignError(f"{out}: folder exists, is not empty and holds no prepared data (no stats.json); "
+                             f"choose another --output")
+
+
+def _read_all(sources, cfg):
+    from tqdm.auto import tqdm
+
+    prefs, safety = [], []
+    seen: set = set()
+    drops: Counter = Counter()
+    errors: list[str] = []
+    schemas: Counter = Counter()
+    rows_read = 0
+    total = sum(s.total or 0 for s in sources)
+    bar = tqdm(total=total or None, unit="rows", desc="prepare", disable=total < PROGRESS_MIN_ROWS)
+    for src in sources:
+        schema = _schema_for(src, cfg.schema)
+        for row_no, row in src.rows:
+            rows_read += 1
+            bar.update()
+            try:
+                if isinstance(row, RowError):
+                    raise row
+                rec = to_record(row, schema, src.name, loose=src.loose)
+                _length_filter(rec, cfg)
+                key = ((rec["prompt"], *sorted((rec["response_0"], rec["response_1"])))
+                       if "response_0" in rec else (rec["prompt"], rec["response"]))
+                if key in seen:  # exact duplicate (a pair with its responses swapped counts as the same pair)
+                    raise Drop("duplicate")
+                seen.add(key)
+            except RowError as err:
+                error = DataError(src.label, row_no, err.field, err.problem)
+                if cfg.on_error == "raise":
+                    bar.close()
+                    raise error from None
+                drops["malformed"] += 1
+                if len(errors) < MAX_LISTED_ERRORS:
+                    errors.append(str(error))
+                continue
+            except Drop as drop:
+                drops[drop.reason] += 1
+                continue
+            schemas[schema] += 1
+            (safety if schema == "beavertails" else prefs).append(rec)
+    bar.close()
+    return prefs, safety, drops, errors, schemas, rows_read
+
+
+def _schema_for(src, forced: str) -> str:
+    if forced != "auto":
+        schema = forced
+    else:
+        schema = src.schema_hint or detect_schema(src.columns)
+        if schema is None:
+            raise DataError(src.label, None, None, f"cannot detect the schema from the columns "
+                                                   f"{src.columns[:12]}; pass --schema")
+    # PKU 2024's extra columns and BeaverTails' category are optional: only the core ones must exist.
+    core = "pku2023" if schema == "pku2024" else schema
+    missing = [c for c in missing_columns(core, src.columns) if c != "category"]
+    if missing and src.columns:
+        raise DataError(src.label, None, missing[0], f"column missing for schema {schema} "
+                                                     f"(columns: {', '.join(src.columns[:12])})")
+    return schema
+
+
+def _propagate_harmful_prompts(prefs: list[dict], safety: list[dict]) -> None:
+    """`is_harmful_prompt` is a property of the prompt: true for every record of a prompt that some record
+    (or an unsafe BeaverTails answer) shows to be harmful. Unknown (None, pair schema) stays None otherwise."""
+    harmful = {r["prompt"] for r in prefs if r["is_harmful_prompt"]} | {r["prompt"] for r in safety
+                                                                         if not r["is_safe"]}
+    for r in prefs:
+        if r["prompt"] in harmful:
+            r["is_harmful_prompt"] = True
+
+
+def _length_filter(rec: dict, cfg) -> None:
+    if cfg.min_tokens is None and cfg.max_tokens is None:
+        return
+    p = len(rec["prompt"].split())
+    responses = [rec["response_0"], rec["response_1"]] if "response_0" in rec else [rec["response"]]
+    lengths = [p + len(r.split()) for r in responses]
+    if cfg.min_tokens is not None and min(lengths) < cfg.min_tokens:
+        raise Drop("too_short")
+    if cfg.max_tokens is not None and max(lengths) > cfg.max_tokens:
+        raise Drop("too_long")
+
+
+def _split_prompts(prompts: set[str], cfg, seed: int) -> dict[str, str]:
+    """Seeded shuffle of the distinct prompts, cut by the split fractions: no prompt lands in two splits."""
+    order = sorted(prompts)
+    random.Random(seed).shuffle(order)
+    n = len(order)
+    n_train = round(n * cfg.train_fraction)
+    n_val = min(round(n * cfg.val_fraction), n - n_train)
+    if cfg.test_fraction == 0:
+        n_val = n - n_train
+    cuts = {p: "train" for p in order[:n_train]}
+    cuts.update({p: "val" for p in order[n_train:n_train + n_val]})
+    cuts.update({p: "test" for p in order[n_train + n_val:]})
+    return cuts
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+# --------------------------------------------------------------------------- command line
+ARG_TO_KEY = {"dataset": "dataset", "output": "output_dir", "split": "split", "revision": "revision",
+              "subset": "subset", "schema": "schema", "on_error": "on_error", "show": "show"}
+
+
+def cli_main(cfg, args) -> int:
+    """`safealign prepare`: command-line flags override the `data` section; default output <run dir>/data."""
+    overrides = [(f"data.{key}", getattr(args, attr)) for attr, key in ARG_TO_KEY.items()
+                 if getattr(args, attr, None) is not None]
+    if overrides:
+        cfg = cfg.with_overrides(overrides)
+    data, toy = cfg.section("data"), cfg.section("toy")
+    out = Path(data.output_dir) if data.output_dir else cfg.section("run").directory / "data"
+    summary = run_prepare(data, toy, out)
+    print(format_summary(summary))
+    for rec in summary["samples"]:
+        print(json.dumps(rec, ensure_ascii=False))
+    return 0
+
+
+def format_summary(summary: dict) -> str:
+    splits = summary["splits"]
+    parts = [f"{s} {splits[s]['preference']['records']}" + (f" (+{splits[s]['safety']['rows']} safety)"
+                                                             if splits[s]["safety"]["rows"] else "")
+             for s in SPLITS]
+    dropped = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items()) or "none"
+    allp = summary["all"]["preference"]
+    lines = [f"prepared {summary['dataset']} -> {summary['output_dir']} in {summary['seconds']} s",
+             f"  schemas: {', '.join(f'{k} {v}' for k, v in summary['schemas'].items())}; rows read "
+             f"{summary['rows_read']}, kept {summary['rows_kept']}; dropped: {dropped}",
+             f"  records: {', '.join(parts)}"]
+    if allp.get("records"):
+        lines.append(f"  better = safer {S._pct(allp['better_is_safer'])}; unsafe responses "
+                     f"{S._pct(allp['unsafe_response_share'])}; harmful prompts {allp['harmful_prompts']}")
+    return "\n".join(lines)
