@@ -1,0 +1,167 @@
+"""What a model costs to run: parameters, disk size, generation tokens/s and peak memory, measured the same
+way for every model on the same machine so base, teacher and student compare.
+
+Throughput is measured on a fixed workload: the same prompts, greedy decoding, and exactly `max_new_tokens`
+new tokens per prompt (`min_new_tokens` equal to it, so a model that stops early does not look faster), after
+one untimed warm-up batch. Memory: on CUDA the peak of `torch.cuda.max_memory_allocated` over loading plus
+generation; on CPU the peak resident-set size over the same span minus the RSS before loading, sampled every
+few milliseconds by a background thread (the process-wide `ru_maxrss` cannot be reset between models).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .fileio import write_json, write_text
+
+
+def disk_bytes(path: str | os.PathLike) -> int:
+    """Total size of the files of a model folder (weights, tokenizer, configs)."""
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+
+
+class _RssSampler:
+    """Peak RSS of this process while active (a thread polls /proc through psutil)."""
+
+    def __init__(self, interval: float = 0.005):
+        import psutil
+
+        self._proc = psutil.Process()
+        self.interval = interval
+        self.start_rss = self._proc.memory_info().rss
+        self.peak = self.start_rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+
+def measure_efficiency(model_path: str | os.PathLike, prompts: Sequence[str], *, max_new_tokens: int = 32,
+                       batch_size: int = 8, dtype: str = "auto") -> dict:
+    """Load `model_path`, generate for `prompts` on the fixed workload above; return the figures."""
+    import torch
+
+    from .chat import prompt_text
+    from .models.loading import count_parameters, load_causal_lm, load_tokenizer
+
+    if not prompts:
+        raise ValueError("measure_efficiency: no prompts")
+    cuda = torch.cuda.is_available()
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base_alloc = torch.cuda.memory_allocated()
+    with _RssSampler() as rss:
+        t_load = time.perf_counter()
+        tok = load_tokenizer(str(model_path), padding_side="left")
+        model = load_causal_lm(str(model_path), dtype=dtype)
+        if cuda:
+            model = model.to("cuda")
+        model.eval()
+        load_seconds = time.perf_counter() - t_load
+        device = next(model.parameters()).device
+        texts = [prompt_text(tok, p) for p in prompts]
+        batches = [texts[i:i + batch_size] for i in range(0, len(texts), batch_size)]
+
+        def run(batch):
+            enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            with torch.no_grad():
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
+                                     do_sample=False, temperature=None, top_p=None, top_k=None,
+                                     pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            return (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
+
+        run(batches[0][:2])  # warm-up (kernels, allocator), untimed
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        new_tokens = sum(run(b) for b in batches)
+        if cuda:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+    total, _ = count_parameters(model)
+    result = {
+        "model_path": str(model_path),
+        "parameters": total,
+        "disk_mb": disk_bytes(model_path) / 2**20,
+        "tokens_per_second": new_tokens / seconds if seconds > 0 else None,
+        "generated_tokens": new_tokens,
+        "generation_seconds": seconds,
+        "load_seconds": load_seconds,
+        "prompts": len(prompts),
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "device": torch.cuda.get_device_name(0) if cuda else f"cpu ({torch.get_num_threads()} threads)",
+    }
+    if cuda:
+        result["peak_memory_mb"] = (torch.cuda.max_memory_allocated() - base_alloc) / 2**20
+        result["memory_kind"] = "cuda_max_allocated"
+    else:
+        result["peak_memory_mb"] = (rss.peak - rss.start_rss) / 2**20
+        result["memory_kind"] = "cpu_rss_delta"
+    del model
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+    return result
+
+
+def efficiency_markdown(rows: dict[str, dict]) -> str:
+    """The side-by-side table, with each model's size and speed relative to the first row."""
+    names = list(rows)
+    ref = rows[names[0]] if names else {}
+    lines = ["# Efficiency", "",
+             "Measured in one process on the same machine: greedy decoding, a fixed number of new tokens per "
+             "prompt, after a warm-up batch.", "",
+             "| model | parameters | disk (MB) | tokens/s | peak memory (MB) | params vs " + (names[0] if names else "")
+             + " | speed vs " + (names[0] if names else "") + " |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name in names:
+        r = rows[name]
+        rel_p = r["parameters"] / ref["parameters"] if ref.get("parameters") else float("nan")
+        rel_s = (r["tokens_per_second"] / ref["tokens_per_second"]
+                 if ref.get("tokens_per_second") and r.get("tokens_per_second") else float("nan"))
+        lines.append(f"| {name} | {r['parameters']:,} | {r['disk_mb']:.2f} | {r['tokens_per_second']:.1f} | "
+                     f"{r['peak_memory_mb']:.1f} | {rel_p:.2f}x | {rel_s:.2f}x |")
+    if names:
+        r = rows[names[0]]
+        lines += ["", f"Device: {r['device']}; {r['prompts']} prompts × {r['max_new_tokens']} new tokens, batch "
+                      f"{r['batch_size']}; memory = {r['memory_kind']}."]
+    return "\n".join(lines) + "\n"
+
+
+def measure_models(models: dict[str, str], prompts: Sequence[str], results_dir: str | os.PathLike, *,
+                   max_new_tokens: int = 32, batch_size: int = 8) -> dict[str, dict]:
+    """Measure each NAME -> path; write `<results>/<NAME>/efficiency.json` and `<results>/efficiency.md`."""
+    from tqdm.auto import tqdm
+
+    results_dir = Path(results_dir)
+    rows: dict[str, dict] = {}
+    for name, path in tqdm(list(models.items()), desc="efficiency", unit="model"):
+        rows[name] = measure_efficiency(path, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        write_json(results_dir / name / "efficiency.json", rows[name])
+    write_json(results_dir / "efficiency.json", rows)
+    write_text(results_dir / "efficiency.md", efficiency_markdown(rows))
+    return rows
