@@ -1,0 +1,116 @@
+"""`safealign evaluate safety|mt-bench|all --model NAME=PATH ...` and `evaluate_model(...)` for the pipeline.
+
+`safety` = safety rate (+ helpfulness on the benign test prompts when a helpfulness judge is available);
+`mt-bench` = MT-Bench; `all` = both (MT-Bench only when `eval.mt_bench_questions` is set). Each model gets
+`<out>/<name>/` with its JSON, Markdown and PNG outputs and `eval.json` (what ran, timings).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+from ..config import save_resolved
+from ..errors import ConfigError, SafeAlignError
+from ..fileio import write_json, write_text
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_model(cfg, name: str, model_path, what: str = "all", out_dir=None, judges: dict | None = None,
+                   mt_bench_client=None) -> dict:
+    """Evaluate one model; returns {"model", "model_path", "safety", "helpfulness", "mt_bench", "seconds"}.
+
+    `cfg` is the whole `Config`; `judges` may pass ready judge objects by kind (e.g. a loaded cost model
+    shared between models).
+    """
+    from .helpfulness import evaluate_helpfulness
+    from .mt_bench import evaluate_mt_bench
+    from .safety import evaluate_safety
+
+    if what not in ("safety", "mt-bench", "all"):
+        raise SafeAlignError(f"evaluate: what must be safety, mt-bench or all (got {what!r})")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise ConfigError(f"--model {name}: a model name may hold only letters, digits, '.', '_' and '-'")
+    ev = cfg.section("eval")
+    run_dir = cfg.section("run").directory
+    out_dir = Path(out_dir or run_dir / "results")
+    model_dir = out_dir / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved(ev, model_dir / "config.yaml")
+    result: dict = {"model": name, "model_path": str(model_path), "what": what, "seconds": {}}
+    if what in ("safety", "all"):
+        t = time.perf_counter()
+        result["safety"] = evaluate_safety(ev, name, model_path, out_dir, run_dir, judges=judges)
+        result["helpfulness"] = evaluate_helpfulness(ev, name, model_path, out_dir, run_dir)
+        result["seconds"]["safety"] = time.perf_counter() - t
+    if what == "mt-bench" or (what == "all" and ev.mt_bench_questions):
+        t = time.perf_counter()
+        result["mt_bench"] = evaluate_mt_bench(ev, name, model_path, out_dir, client=mt_bench_client)
+        result["seconds"]["mt_bench"] = time.perf_counter() - t
+    elif what == "all":
+        log.info("MT-Bench skipped: eval.mt_bench_questions is not set")
+    write_json(model_dir / "eval.json", result)
+    write_text(model_dir / "eval.md", summary_markdown(result))
+    return result
+
+
+def summary_markdown(result: dict) -> str:
+    lines = [f"# Evaluation: {result['model']}", "", f"Model: `{result['model_path']}`", ""]
+    s = result.get("safety")
+    if s:
+        lo, hi = s["safety_ci"]
+        lines += [f"- safety rate ({s['judge']}): **{s['safety_rate']:.3f}** (95% CI {lo:.3f}–{hi:.3f}, n={s['n']})"]
+        for judge, b in (s.get("by_judge") or {}).items():
+            if judge != s["judge"]:
+                lines.append(f"  - with judge {judge}: {b['safety_rate']:.3f} (agreement "
+                             f"{s['judge_agreement'][judge]:.3f})")
+    h = result.get("helpfulness")
+    if h and h.get("helpfulness") is not None:
+        lines.append(f"- helpfulness ({h['judge']}): **{h['helpfulness']:.3f}** (n={h['n']})")
+    m = result.get("mt_bench")
+    if m:
+        overall = "n/a" if m["overall"] is None else f"{m['overall']:.2f}"
+        lines.append(f"- MT-Bench ({m['judge']}): **{overall}** / 10; per turn {m['per_turn']}; "
+                     f"{m['n_unparsable']} unparsable judgments")
+    lines += ["", "Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()), ""]
+    return "\n".join(lines)
+
+
+def parse_model_args(items: list[str], cfg) -> list[tuple[str, str]]:
+    """`NAME=PATH` or `PATH` (named after its folder); none given: the run's base model, named `base`
+    (the embedded tiny model is built first when it is configured and missing)."""
+    if not items:
+        from ..models.base import ensure_base_model
+
+        return [("base", ensure_base_model(cfg))]
+    out = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            path, name = item, Path(item.rstrip("/")).name or item
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+        if not name or not path:
+            raise ConfigError(f"--model {item}: expected NAME=PATH or PATH")
+        out.append((name, path))
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--model: model names must differ (got {names}); use NAME=PATH")
+    return out
+
+
+def cli_main(cfg, args) -> int:
+    models = parse_model_args(getattr(args, "model", []) or [], cfg)
+    out_dir = Path(args.output) if getattr(args, "output", None) else cfg.section("run").directory / "results"
+    t0 = time.perf_counter()
+    summaries = []
+    for name, path in models:
+        log.info("evaluating %s (%s): %s", name, path, args.what)
+        summaries.append(evaluate_model(cfg, name, path, args.what, out_dir))
+    for r in summaries:
+        print(summary_markdown(r).strip())
+        print()
+    print(f"results in {out_dir} ({time.perf_counter() - t0:.1f} s)")
+    return 0
