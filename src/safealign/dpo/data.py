@@ -1,0 +1,117 @@
+"""Tokenized preference pairs and the collator that stacks both responses into one batch.
+
+Each canonical record becomes one feature holding both responses tokenized with `chat.encode_pair` (so the
+response-token boundary is exact), the two labels, and, in precompute mode, the cached reference log-probs
+and judge scores. The collator returns the responses stacked as [y_0 of every pair; y_1 of every pair] so
+ONE policy forward serves the helpful and the safety loss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..chat import encode_pair
+from ..errors import DataError
+from ..fileio import read_jsonl
+
+REQUIRED = ("prompt", "response_0", "response_1", "better_response_id", "safer_response_id")
+CACHED = ("ref_logp_0", "ref_logp_1", "helpful_0", "helpful_1", "cost_0", "cost_1")
+
+
+def load_records(path: str | Path) -> list[dict]:
+    """Read canonical records, checking the fields this stage needs (DataError names file, row, field)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(str(path), None, None, "file not found (run `safealign prepare` first)")
+    try:
+        rows = read_jsonl(path)
+    except ValueError as err:
+        raise DataError(str(path), None, None, f"invalid JSON ({err})") from None
+    for i, row in enumerate(rows, 1):
+        for field in REQUIRED:
+            if field not in row:
+                raise DataError(str(path), i, field, "missing")
+        for field in ("prompt", "response_0", "response_1"):
+            if not isinstance(row[field], str) or not row[field].strip():
+                raise DataError(str(path), i, field, "must be a non-empty string")
+        for field in ("better_response_id", "safer_response_id"):
+            if row[field] not in (0, 1) or isinstance(row[field], bool):
+                raise DataError(str(path), i, field, f"must be 0 or 1 (got {row[field]!r})")
+    return rows
+
+
+def tokenize_records(records: list[dict], tokenizer, max_length: int, max_prompt_length: int,
+                     cached: list[dict] | None = None, keep_text: bool = False) -> list[dict]:
+    """One feature per record: both responses' ids + prompt lengths, labels, cached values when given."""
+    feats = []
+    for i, rec in enumerate(records):
+        e0 = encode_pair(tokenizer, rec["prompt"], rec["response_0"], max_length, max_prompt_length)
+        e1 = encode_pair(tokenizer, rec["prompt"], rec["response_1"], max_length, max_prompt_length)
+        f = {"input_ids_0": e0["input_ids"], "prompt_len_0": e0["prompt_len"],
+             "input_ids_1": e1["input_ids"], "prompt_len_1": e1["prompt_len"],
+             "better": int(rec["better_response_id"]), "safer": int(rec["safer_response_id"])}
+        if cached is not None:
+            f.update({k: float(cached[i][k]) for k in CACHED})
+        if keep_text:
+            f.update({"prompt": rec["prompt"], "response_0": rec["response_0"], "response_1": rec["response_1"]})
+        feats.append(f)
+    return feats
+
+
+class PairDataset(torch.utils.data.Dataset):
+    def __init__(self, features: list[dict]):
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.features[i]
+
+
+def pad_sequences(seqs: list[list[int]], prompt_lens: list[int], pad_id: int):
+    """Right-padded (N, L) input_ids, attention_mask and response_mask (1 on response tokens)."""
+    n, length = len(seqs), max(len(s) for s in seqs)
+    ids = torch.full((n, length), pad_id, dtype=torch.long)
+    attn = torch.zeros((n, length), dtype=torch.long)
+    resp = torch.zeros((n, length), dtype=torch.long)
+    for i, (s, p) in enumerate(zip(seqs, prompt_lens)):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        attn[i, : len(s)] = 1
+        resp[i, p: len(s)] = 1
+    return ids, attn, resp
+
+
+class PairCollator:
+    """Batch of B pairs -> input_ids/attention_mask/response_mask of shape (2B, L): rows [y_0 ...; y_1 ...]."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        seqs = [f["input_ids_0"] for f in features] + [f["input_ids_1"] for f in features]
+        plens = [f["prompt_len_0"] for f in features] + [f["prompt_len_1"] for f in features]
+        ids, attn, resp = pad_sequences(seqs, plens, self.pad_token_id)
+        batch = {"input_ids": ids, "attention_mask": attn, "response_mask": resp,
+                 "better": torch.tensor([f["better"] for f in features], dtype=torch.long),
+                 "safer": torch.tensor([f["safer"] for f in features], dtype=torch.long)}
+        for key in CACHED:
+            if key in features[0]:
+                batch[key] = torch.tensor([f[key] for f in features], dtype=torch.float32)
+        if "prompt" in features[0]:
+            for key in ("prompt", "response_0", "response_1"):
+                batch[key] = [f[key] for f in features]
+        return batch
+
+
+def sequence_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   response_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of log π(y_t | x, y_<t) over response tokens, and the number of response tokens. Both (N,)."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]
+    targets = input_ids[:, 1:]
+    mask = response_mask[:, 1:].to(logits.dtype)
+    # float32 log-softmax: bf16 sums over hundreds of tokens lose the small differences DPO depends on.
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N, L-1)
+    return (logp * mask.float()).sum(-1), mask.float().sum(-1)

@@ -1,0 +1,182 @@
+"""`safealign train-dpo`: precompute pass, Safe-MM-DPO training, held-out check, export.
+
+Run layout (see docs/DESIGN.md): data `<run>/data`, output `<run>/models/aligned`, checkpoints
+`<run>/checkpoints/dpo`, TensorBoard `<run>/logs/dpo`, precompute cache `<run>/cache/precompute`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from ..errors import SafeAlignError
+from .config import SafeDPOConfig
+from .data import PairCollator, PairDataset, load_records, tokenize_records
+
+log = logging.getLogger(__name__)
+
+
+def resolve_paths(cfg, data_dir=None, output_dir=None) -> dict:
+    run = cfg.section("run")
+    d: SafeDPOConfig = cfg.section("dpo")
+    rd = Path(run.directory)
+    data_dir = Path(data_dir or rd / "data")
+    if d.policy_name_or_path:
+        policy = d.policy_name_or_path
+    elif (rd / "models" / "sft" / "config.json").is_file():
+        policy = str(rd / "models" / "sft")
+    else:
+        from ..models.base import ensure_base_model
+
+        policy = ensure_base_model(cfg, data_dir)
+    return {"data": data_dir, "output": Path(output_dir or rd / "models" / "aligned"),
+            "checkpoints": rd / "checkpoints" / "dpo", "logs": rd / "logs" / "dpo",
+            "cache": rd / "cache" / "precompute", "policy": policy,
+            "helpful_rm": d.helpful_rm_path or str(rd / "models" / "helpful_rm"),
+            "harmless_rm": d.harmless_rm_path or str(rd / "models" / "harmless_rm")}
+
+
+def _needed_judges(d: SafeDPOConfig, paths: dict) -> tuple[str | None, str | None]:
+    """Which judges the algorithm needs: δ_H for dynamic β; costs for the safety margin and J_C."""
+    helpful = paths["helpful_rm"] if d.dynamic_beta else None
+    harmless = paths["harmless_rm"] if d.is_safe else None
+    rd_models = str(Path(paths["checkpoints"]).parent.parent / "models")
+    for what, key, p in (("helpful reward model", "helpful", helpful), ("cost model", "harmless", harmless)):
+        # a missing local folder is an error; anything else may be a Hub id
+        if p is not None and not Path(p).exists() and (Path(p).is_absolute() or p.startswith(rd_models)):
+            raise SafeAlignError(f"{p}: {what} not found; train it first (`safealign train-rm --dimension "
+                                 f"{key}`) or set dpo.{key}_rm_path")
+    return helpful, harmless
+
+
+def training_args(cfg, paths: dict) -> SafeDPOConfig:
+    d: SafeDPOConfig = cfg.section("dpo")
+    run = cfg.section("run")
+    raw = cfg.raw.get("dpo") or {}
+    report = [r for r in run.report_to if r != "none"]
+    changes = {"output_dir": str(paths["checkpoints"]), "report_to": report or "none"}
+    if "seed" not in raw:
+        changes["seed"] = run.seed
+    if "tensorboard" in report:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(paths["logs"])  # read by transformers' TensorBoardCallback
+    return dataclasses.replace(d, **changes)
+
+
+def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None) -> dict:
+    """Train the policy; returns the summary written to `<output>/train_summary.json`."""
+    import torch
+
+    from ..models.loading import load_causal_lm, load_policy, load_tokenizer
+    from .export import export_policy
+    from .measure import safety_preference
+    from .precompute import precompute
+    from .trainer import SafeMMDPOTrainer
+
+    t0 = time.time()
+    paths = resolve_paths(cfg, data_dir, output_dir)
+    args = training_args(cfg, paths)
+    mcfg = cfg.section("model")
+    helpful_path, harmless_path = _needed_judges(args, paths)
+    train_recs = load_records(paths["data"] / "train.jsonl")
+    val_file = paths["data"] / "val.jsonl"
+    val_recs = load_records(val_file) if val_file.is_file() else []
+    tok = load_tokenizer(paths["policy"], revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
+
+    cached = {}
+    if args.precompute:
+        with args.main_process_first(desc="precompute"):  # rank 0 computes, the others read its cache
+            for name, recs in (("train", train_recs), ("val", val_recs)):
+                if recs:
+                    cached[name] = precompute(recs, paths["policy"], tok, helpful_path, harmless_path, paths["cache"],
+                                              max_length=args.max_length, max_prompt_length=args.max_prompt_length,
+                                              max_tokens_per_batch=args.precompute_tokens_per_batch,
+                                              model_cfg=mcfg, name=name)
+    online = not args.precompute
+    feats = {name: tokenize_records(recs, tok, args.max_length, args.max_prompt_length, cached.get(name),
+                                    keep_text=online)
+             for name, recs in (("train", train_recs), ("val", val_recs)) if recs}
+
+    policy = load_policy(mcfg, paths["policy"])
+    ref_model = helpful_scorer = cost_scorer = None
+    if online:
+        from ..rm.scoring import load_scorer
+
+        if not mcfg.use_lora:  # with LoRA the reference is the policy with its adapter disabled
+            ref_model = load_causal_lm(paths["policy"], revision=mcfg.revision, dtype=mcfg.dtype,
+                                       trust_remote_code=mcfg.trust_remote_code)
+        helpful_scorer = load_scorer(helpful_path) if helpful_path else None
+        cost_scorer = load_scorer(harmless_path) if harmless_path else None
+    if args.jc_estimator == "on_policy" and args.is_safe and cost_scorer is None:
+        from ..rm.scoring import load_scorer
+
+        cost_scorer = load_scorer(harmless_path)  # resident for the on-policy J_C estimate
+    if not val_recs:
+        args = dataclasses.replace(args, eval_strategy="no", metric_for_best_model=None, load_best_model_at_end=False)
+
+    trainer = SafeMMDPOTrainer(model=policy, args=args, train_dataset=PairDataset(feats["train"]),
+                               eval_dataset=PairDataset(feats["val"]) if val_recs else None,
+                               data_collator=PairCollator(tok.pad_token_id), processing_class=tok,
+                               ref_model=ref_model, helpful_scorer=helpful_scorer, cost_scorer=cost_scorer,
+                               prompts=[r["prompt"] for r in train_recs])
+    result = trainer.train(resume_from_checkpoint=resume)
+    final_eval = trainer.evaluate() if val_recs else {}
+
+    summary = {"algorithm": args.algorithm, "policy_init": paths["policy"], "helpful_rm": helpful_path,
+               "harmless_rm": harmless_path, "precompute": args.precompute, "jc_estimator": args.jc_estimator,
+               "global_step": trainer.state.global_step, "train_metrics": result.metrics,
+               "last_train_log": _last_log(trainer.state.log_history), "final_eval": final_eval,
+               "lambda_final": trainer.lagrange.lam, "lambda_trajectory": trainer.lagrange.history,
+               "nan_steps_skipped": trainer.lagrange.nan_steps_total,
+               "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
+               "metric_for_best_model": args.metric_for_best_model, "resumed_from": resume,
+               "seconds": None, "world_size": args.world_size}
+    if trainer.is_world_process_zero():
+        if "val" in cached:
+            harmful = [(r, c) for r, c in zip(val_recs, cached["val"]) if r.get("is_harmful_prompt")]
+            summary["heldout_harmful_safety_preference"] = safety_preference(
+                trainer.model, tok, [r for r, _ in harmful], [c for _, c in harmful], max_length=args.max_length,
+                max_prompt_length=args.max_prompt_length, max_tokens_per_batch=args.precompute_tokens_per_batch)
+        summary["seconds"] = round(time.time() - t0, 2)
+        export_policy(trainer.accelerator.unwrap_model(trainer.model), tok, paths["output"],
+                      merge_lora=args.merge_lora_on_export, cfg=cfg, summary=summary,
+                      summary_md=format_summary(summary))
+    trainer.accelerator.wait_for_everyone()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return summary
+
+
+def _last_log(history: list[dict]) -> dict:
+    for entry in reversed(history):
+        if "loss_total" in entry:
+            return entry
+    return {}
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"# Safe-MM-DPO training ({s['algorithm']})", "",
+             f"- steps: {s['global_step']}, time: {s['seconds']} s, NaN steps skipped: {s['nan_steps_skipped']}",
+             f"- λ final: {s['lambda_final']:.6g} ({len(s['lambda_trajectory'])} updates)",
+             f"- best checkpoint ({s['metric_for_best_model']}): {s['best_checkpoint']}", ""]
+    pref = s.get("heldout_harmful_safety_preference")
+    if pref and pref.get("n"):
+        lines += ["## Held-out harmful prompts: preference for the safer response", "",
+                  "| n | margin policy | margin reference | h_S mean | h_S > 0 |", "|---|---|---|---|---|",
+                  f"| {pref['n']} | {pref['policy_margin_mean']:.4f} | {pref['reference_margin_mean']:.4f} "
+                  f"| {pref['logratio_margin_mean']:.4f} | {pref['logratio_margin_positive']:.3f} |", ""]
+    last = s.get("last_train_log") or {}
+    if last:
+        lines += ["## Last training log", "", "```", json.dumps(last, indent=1), "```", ""]
+    return "\n".join(lines)
+
+
+def cli_main(cfg, args) -> int:
+    summary = run_train_dpo(cfg, data_dir=getattr(args, "data_dir", None), output_dir=getattr(args, "output", None),
+                            resume=getattr(args, "resume", None))
+    print(json.dumps({k: summary[k] for k in ("algorithm", "global_step", "lambda_final", "nan_steps_skipped",
+                                               "seconds", "best_checkpoint")}, indent=1))
+    return 0

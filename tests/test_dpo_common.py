@@ -1,0 +1,73 @@
+"""Shared helpers for the Safe-MM-DPO tests (no tests here): toy records, random-head judges, configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def toy_records(n: int, seed: int = 0) -> list[dict]:
+    """Canonical preference records from the toy world (the fields the DPO stage reads)."""
+    from safealign.data.toy_world import generate_toy_world
+
+    out = []
+    for i, row in enumerate(generate_toy_world(num_pairs=n, seed=seed)):
+        safe0, safe1 = row["is_response_0_safe"], row["is_response_1_safe"]
+        out.append({"id": f"{seed}-{i}", "prompt": row["prompt"], "response_0": row["response_0"],
+                    "response_1": row["response_1"], "better_response_id": row["better_response_id"],
+                    "safer_response_id": row["safer_response_id"], "is_response_0_safe": safe0,
+                    "is_response_1_safe": safe1, "harm_categories": [], "severity": None,
+                    "is_harmful_prompt": not (safe0 and safe1), "source": "toy"})
+    return out
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def random_head_rm(base: Path, out: Path, seed: int) -> Path:
+    """A real score model: the tiny base with a randomly initialised scalar head, saved like a trained RM."""
+    import torch
+
+    from safealign.models.loading import load_score_model, load_tokenizer
+
+    if (out / "config.json").is_file():
+        return out
+    tok = load_tokenizer(str(base))
+    torch.manual_seed(seed)
+    model = load_score_model(str(base), dtype="float32", pad_token_id=tok.pad_token_id)
+    with torch.no_grad():  # a visible spread of scores
+        model.score.weight.normal_(0, 2.0)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
+
+
+def make_run(root: Path, tiny_base: Path, n_train: int = 24, n_val: int = 8, seed: int = 0) -> Path:
+    """A run directory with data/{train,val}.jsonl and models/{helpful_rm,harmless_rm}."""
+    recs = toy_records(n_train + n_val, seed)
+    write_jsonl(root / "data" / "train.jsonl", recs[:n_train])
+    write_jsonl(root / "data" / "val.jsonl", recs[n_train:])
+    random_head_rm(tiny_base, root / "models" / "helpful_rm", 1)
+    random_head_rm(tiny_base, root / "models" / "harmless_rm", 2)
+    return root
+
+
+def dpo_settings(**over) -> dict:
+    """Small, fast, deterministic settings for CPU tests."""
+    s = {"learning_rate": 1e-3, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8,
+         "gradient_accumulation_steps": 1, "num_train_epochs": 1, "max_steps": -1, "warmup_steps": 0,
+         "save_steps": 3, "eval_steps": 1000, "logging_steps": 1, "max_length": 96, "max_prompt_length": 48,
+         "use_cpu": True, "dataloader_num_workers": 0, "lambda_lr": 0.5, "disable_tqdm": True}
+    s.update(over)
+    return s
+
+
+def make_cfg(run_dir: Path, tiny_base: Path, **dpo_over):
+    from safealign.config import Config
+
+    raw = {"run": {"name": "t", "run_dir": str(run_dir), "report_to": ["none"], "seed": 7},
+           "model": {"name_or_path": str(tiny_base), "dtype": "float32"},
+           "dpo": dict(dpo_settings(**dpo_over), policy_name_or_path=str(tiny_base))}
+    return Config(raw)
