@@ -45,7 +45,8 @@ def run_prepare(data_cfg, toy_cfg, output_dir, seed: int | None = None) -> dict:
     split_prefs = {s: [r for r in prefs if assignment[r["prompt"]] == s] for s in SPLITS}
     split_safety = {s: [r for r in safety if assignment[r["prompt"]] == s] for s in SPLITS}
     if not prefs and not safety:
-        raise DataError(data_cfg.dataset, None, None, f"no usable rows left (dropped: {dict(drops) or 'none'})")
+        raise DataError(data_cfg.dataset, None, None, "no usable rows left (dropped: "
+                        + (", ".join(f"{k} {v}" for k, v in drops.most_common()) or "none") + ")")
 
     stats = {
         "dataset": data_cfg.dataset,
