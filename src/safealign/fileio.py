@@ -89,6 +89,13 @@ class JsonlCache:
                     except json.JSONDecodeError:
                         continue
                     self.items[row[key_field]] = row
+            # A torn last line has no newline: end it, or the next append would be glued onto it and lost.
+            with open(self.path, "rb+") as fh:
+                fh.seek(0, os.SEEK_END)
+                if fh.tell():
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":
+                        fh.write(b"\n")
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def __contains__(self, key: str) -> bool:
