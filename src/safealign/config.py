@@ -39,6 +39,7 @@ SECTIONS: dict[str, str] = {
     "dpo": "safealign.dpo.config:SafeDPOConfig",
     "eval": "safealign.evaluation.config:EvalConfig",
     "sweep": "safealign.sweep:SweepConfig",
+    "pipeline": "safealign.pipeline:PipelineConfig",
     "distill": "safealign.distill:DistillConfig",
 }
 
