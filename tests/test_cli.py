@@ -1,0 +1,49 @@
+"""The `safealign` command line: subcommands, help, version, error exit codes."""
+
+import subprocess
+import sys
+
+import pytest
+
+from safealign import cli
+from safealign.cli import COMMANDS, build_parser, main
+
+
+def test_every_stage_has_a_subcommand():
+    assert set(COMMANDS) == {"prepare", "train-rm", "train-dpo", "sweep", "evaluate", "distill", "report", "pipeline"}
+    parser = build_parser()
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args([name, "--help"])
+        assert exc.value.code == 0
+
+
+def test_version_and_no_command(capsys):
+    from safealign import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == __version__
+    assert main([]) == 2
+
+
+def test_bad_flag_is_a_usage_error():
+    with pytest.raises(SystemExit) as exc:
+        main(["prepare", "--schema", "nonsense"])
+    assert exc.value.code == 2
+
+
+def test_unbuilt_stage_says_so_and_exits_non_zero(monkeypatch, capsys):
+    monkeypatch.setitem(cli.COMMANDS, "report", ("safealign._not_built_yet", "eval"))
+    assert main(["report"]) == 3
+    assert capsys.readouterr().err.strip() == "error: safealign report: not built yet"
+
+
+def test_console_script_runs_prepare(tmp_path):
+    out = tmp_path / "data"
+    proc = subprocess.run([sys.executable, "-m", "safealign.cli", "prepare", "--output", str(out),
+                           "--set", "toy.num_pairs=100", "--show", "1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "prepared toy" in proc.stdout and (out / "stats.json").is_file()
+    proc = subprocess.run([sys.executable, "-m", "safealign.cli", "prepare", "--dataset", str(tmp_path / "no.jsonl"),
+                           "--output", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {tmp_path / 'no.jsonl'}: no such file or folder"
