@@ -44,13 +44,16 @@ def random_head_rm(base: Path, out: Path, seed: int) -> Path:
     return out
 
 
-def make_run(root: Path, tiny_base: Path, n_train: int = 24, n_val: int = 8, seed: int = 0) -> Path:
-    """A run directory with data/{train,val}.jsonl and models/{helpful_rm,harmless_rm}."""
+def make_run(root: Path, tiny_base: Path, n_train: int = 24, n_val: int = 8, seed: int = 0,
+             rm_root: Path | None = None) -> Path:
+    """A run directory with data/{train,val}.jsonl and models/{helpful_rm,harmless_rm} (or links to the
+    judges already built under `rm_root`, which make_cfg then points to)."""
     recs = toy_records(n_train + n_val, seed)
     write_jsonl(root / "data" / "train.jsonl", recs[:n_train])
     write_jsonl(root / "data" / "val.jsonl", recs[n_train:])
-    random_head_rm(tiny_base, root / "models" / "helpful_rm", 1)
-    random_head_rm(tiny_base, root / "models" / "harmless_rm", 2)
+    rm_root = rm_root or root
+    random_head_rm(tiny_base, rm_root / "models" / "helpful_rm", 1)
+    random_head_rm(tiny_base, rm_root / "models" / "harmless_rm", 2)
     return root
 
 
@@ -64,10 +67,20 @@ def dpo_settings(**over) -> dict:
     return s
 
 
-def make_cfg(run_dir: Path, tiny_base: Path, **dpo_over):
+def make_cfg(run_dir: Path, tiny_base: Path, rm_root: Path | None = None, **dpo_over):
     from safealign.config import Config
 
+    rm_root = rm_root or run_dir
+    dpo = dict(dpo_settings(**dpo_over), policy_name_or_path=str(tiny_base),
+               helpful_rm_path=str(rm_root / "models" / "helpful_rm"),
+               harmless_rm_path=str(rm_root / "models" / "harmless_rm"))
     raw = {"run": {"name": "t", "run_dir": str(run_dir), "report_to": ["none"], "seed": 7},
-           "model": {"name_or_path": str(tiny_base), "dtype": "float32"},
-           "dpo": dict(dpo_settings(**dpo_over), policy_name_or_path=str(tiny_base))}
+           "model": {"name_or_path": str(tiny_base), "dtype": "float32"}, "dpo": dpo}
     return Config(raw)
+
+
+def write_cfg(path: Path, cfg) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg.raw), encoding="utf-8")
+    return path

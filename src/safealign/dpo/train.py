@@ -66,39 +66,37 @@ def training_args(cfg, paths: dict) -> SafeDPOConfig:
     return dataclasses.replace(d, **changes)
 
 
-def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None) -> dict:
-    """Train the policy; returns the summary written to `<output>/train_summary.json`."""
-    import torch
+def build_trainer(cfg, data_dir=None, output_dir=None):
+    """Precompute (or load the online judges), load the policy, build the trainer.
 
+    Returns (trainer, ctx) with ctx = {paths, args, tokenizer, records: {train, val}, cached: {train, val}}.
+    """
     from ..models.loading import load_causal_lm, load_policy, load_tokenizer
-    from .export import export_policy
-    from .measure import safety_preference
     from .precompute import precompute
     from .trainer import SafeMMDPOTrainer
 
-    t0 = time.time()
     paths = resolve_paths(cfg, data_dir, output_dir)
     args = training_args(cfg, paths)
     mcfg = cfg.section("model")
     helpful_path, harmless_path = _needed_judges(args, paths)
-    train_recs = load_records(paths["data"] / "train.jsonl")
+    records = {"train": load_records(paths["data"] / "train.jsonl")}
     val_file = paths["data"] / "val.jsonl"
-    val_recs = load_records(val_file) if val_file.is_file() else []
+    if val_file.is_file():
+        records["val"] = load_records(val_file)
     tok = load_tokenizer(paths["policy"], revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
 
     cached = {}
     if args.precompute:
         with args.main_process_first(desc="precompute"):  # rank 0 computes, the others read its cache
-            for name, recs in (("train", train_recs), ("val", val_recs)):
-                if recs:
-                    cached[name] = precompute(recs, paths["policy"], tok, helpful_path, harmless_path, paths["cache"],
-                                              max_length=args.max_length, max_prompt_length=args.max_prompt_length,
-                                              max_tokens_per_batch=args.precompute_tokens_per_batch,
-                                              model_cfg=mcfg, name=name)
+            for name, recs in records.items():
+                cached[name] = precompute(recs, paths["policy"], tok, helpful_path, harmless_path, paths["cache"],
+                                          max_length=args.max_length, max_prompt_length=args.max_prompt_length,
+                                          max_tokens_per_batch=args.precompute_tokens_per_batch,
+                                          model_cfg=mcfg, name=name)
     online = not args.precompute
     feats = {name: tokenize_records(recs, tok, args.max_length, args.max_prompt_length, cached.get(name),
                                     keep_text=online)
-             for name, recs in (("train", train_recs), ("val", val_recs)) if recs}
+             for name, recs in records.items()}
 
     policy = load_policy(mcfg, paths["policy"])
     ref_model = helpful_scorer = cost_scorer = None
@@ -114,19 +112,34 @@ def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None) -> dict:
         from ..rm.scoring import load_scorer
 
         cost_scorer = load_scorer(harmless_path)  # resident for the on-policy J_C estimate
-    if not val_recs:
+    if "val" not in records:
         args = dataclasses.replace(args, eval_strategy="no", metric_for_best_model=None, load_best_model_at_end=False)
 
     trainer = SafeMMDPOTrainer(model=policy, args=args, train_dataset=PairDataset(feats["train"]),
-                               eval_dataset=PairDataset(feats["val"]) if val_recs else None,
+                               eval_dataset=PairDataset(feats["val"]) if "val" in feats else None,
                                data_collator=PairCollator(tok.pad_token_id), processing_class=tok,
                                ref_model=ref_model, helpful_scorer=helpful_scorer, cost_scorer=cost_scorer,
-                               prompts=[r["prompt"] for r in train_recs])
-    result = trainer.train(resume_from_checkpoint=resume)
-    final_eval = trainer.evaluate() if val_recs else {}
+                               prompts=[r["prompt"] for r in records["train"]])
+    ctx = {"paths": paths, "args": args, "tokenizer": tok, "records": records, "cached": cached,
+           "helpful_rm": helpful_path, "harmless_rm": harmless_path}
+    return trainer, ctx
 
-    summary = {"algorithm": args.algorithm, "policy_init": paths["policy"], "helpful_rm": helpful_path,
-               "harmless_rm": harmless_path, "precompute": args.precompute, "jc_estimator": args.jc_estimator,
+
+def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None) -> dict:
+    """Train the policy; returns the summary written to `<output>/train_summary.json`."""
+    import torch
+
+    from .export import export_policy
+    from .measure import safety_preference
+
+    t0 = time.time()
+    trainer, ctx = build_trainer(cfg, data_dir, output_dir)
+    args, paths, tok = ctx["args"], ctx["paths"], ctx["tokenizer"]
+    result = trainer.train(resume_from_checkpoint=resume)
+    final_eval = trainer.evaluate() if "val" in ctx["records"] else {}
+
+    summary = {"algorithm": args.algorithm, "policy_init": paths["policy"], "helpful_rm": ctx["helpful_rm"],
+               "harmless_rm": ctx["harmless_rm"], "precompute": args.precompute, "jc_estimator": args.jc_estimator,
                "global_step": trainer.state.global_step, "train_metrics": result.metrics,
                "last_train_log": _last_log(trainer.state.log_history), "final_eval": final_eval,
                "lambda_final": trainer.lagrange.lam, "lambda_trajectory": trainer.lagrange.history,
@@ -135,8 +148,8 @@ def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None) -> dict:
                "metric_for_best_model": args.metric_for_best_model, "resumed_from": resume,
                "seconds": None, "world_size": args.world_size}
     if trainer.is_world_process_zero():
-        if "val" in cached:
-            harmful = [(r, c) for r, c in zip(val_recs, cached["val"]) if r.get("is_harmful_prompt")]
+        if "val" in ctx["cached"]:
+            harmful = [(r, c) for r, c in zip(ctx["records"]["val"], ctx["cached"]["val"]) if r.get("is_harmful_prompt")]
             summary["heldout_harmful_safety_preference"] = safety_preference(
                 trainer.model, tok, [r for r, _ in harmful], [c for _, c in harmful], max_length=args.max_length,
                 max_prompt_length=args.max_prompt_length, max_tokens_per_batch=args.precompute_tokens_per_batch)
@@ -145,8 +158,6 @@ def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None) -> dict:
                       merge_lora=args.merge_lora_on_export, cfg=cfg, summary=summary,
                       summary_md=format_summary(summary))
     trainer.accelerator.wait_for_everyone()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
     return summary
 
 

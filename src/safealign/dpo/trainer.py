@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections import defaultdict
 
 import torch
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint, rotate_checkpoints
+from transformers.trainer_utils import rotate_checkpoints
 
 from .. import losses
 from ..errors import SafeAlignError
@@ -155,7 +156,7 @@ class SafeMMDPOTrainer(Trainer):
                 "logratio_margin_helpful": logit_h.mean(), "logratio_margin_safety": logit_s.mean(),
                 "accuracy_helpful": (logit_h > 0).float().mean(), "accuracy_safety": (logit_s > 0).float().mean(),
             }
-        return loss, {k: float(v) for k, v in metrics.items()}
+        return loss, {k: float(v.detach()) for k, v in metrics.items()}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, metrics = self.pair_losses(model, inputs, training=model.training)
@@ -307,14 +308,23 @@ class SafeMMDPOTrainer(Trainer):
         return super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
 
 
+def is_complete_checkpoint(path: str) -> bool:
+    return all(os.path.isfile(os.path.join(path, f)) for f in (STATE_FILE, "trainer_state.json"))
+
+
 def resolve_checkpoint(output_dir: str, which: str | bool) -> str:
     """`latest`/True -> the newest complete checkpoint in output_dir; else the given path, checked."""
     if which is True or which == "latest":
-        path = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-        if path is None:
-            raise SafeAlignError(f"--resume: no checkpoint found in {output_dir}")
-    else:
-        path = str(which)
-    if not os.path.isfile(os.path.join(path, STATE_FILE)) or not os.path.isfile(os.path.join(path, "trainer_state.json")):
+        found = []
+        if os.path.isdir(output_dir):
+            for name in os.listdir(output_dir):
+                m = re.fullmatch(r"checkpoint-(\d+)", name)
+                if m and is_complete_checkpoint(os.path.join(output_dir, name)):
+                    found.append((int(m.group(1)), os.path.join(output_dir, name)))
+        if not found:
+            raise SafeAlignError(f"--resume: no complete checkpoint found in {output_dir}")
+        return max(found)[1]
+    path = str(which)
+    if not is_complete_checkpoint(path):
         raise SafeAlignError(f"--resume: {path} is not a complete safealign checkpoint (no {STATE_FILE})")
     return path
