@@ -303,6 +303,8 @@ def asdict_shallow(obj: Any) -> dict[str, Any]:
 
 def is_secret_key(key: str) -> bool:
     k = key.lower()
+    if k.endswith("_env"):  # the NAME of an environment variable holding a secret, not the secret
+        return False
     return k not in _NOT_SECRET and any(m in k for m in SECRET_MARKERS)
 
 
