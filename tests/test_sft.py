@@ -127,3 +127,29 @@ def test_config_section_validates():
         load_config(None, ["sft.max_length=2"])
     with pytest.raises(ConfigError, match="sft.learning_rate"):
         load_config(None, ["sft.learning_rate=-1"])
+
+
+def test_warmup_trains_the_base_on_the_more_helpful_answers(tmp_path):
+    from safealign.config import load_config
+    from safealign.data.prepare import run_prepare
+    from safealign.fileio import read_jsonl
+    from safealign.sft import run_sft_warmup
+
+    rd = tmp_path / "run"
+    cfg = load_config(None, [f"run.run_dir={rd}", "run.report_to=[tensorboard]", "toy.num_pairs=200",
+                             "sft.enabled=true", "sft.learning_rate=3e-3", "sft.num_train_epochs=2",
+                             "sft.max_length=128", "sft.disable_tqdm=true"])
+    run_prepare(cfg.section("data"), cfg.section("toy"), rd / "data")
+    metrics = run_sft_warmup(cfg)
+    out = rd / "models" / "sft"
+    assert (out / "model.safetensors").is_file() and (out / "config.yaml").is_file()
+    assert (rd / "models" / "base" / "config.json").is_file()  # the tiny base was built first
+    assert list((rd / "checkpoints" / "sft").glob("checkpoint-*"))
+    assert list((rd / "logs" / "sft").glob("events.out.tfevents.*"))
+    assert metrics["train_examples"] == len(read_jsonl(rd / "data" / "train.jsonl"))
+    assert metrics["val_loss"] < metrics["initial_val_loss"]
+    # the warm-up set is the helpful choice: on harmful prompts of the toy world mostly the unsafe answer
+    rows = [r for r in read_jsonl(rd / "data" / "train.jsonl") if r["is_harmful_prompt"]]
+    unsafe = sum(not r[f"is_response_{r['better_response_id']}_safe"] for r in rows) / len(rows)
+    print(f"unsafe share of the warm-up answers to harmful prompts: {unsafe:.2f}")
+    assert unsafe > 0.5
