@@ -240,3 +240,25 @@ def test_cli_defaults_and_config_errors(tmp_path, capsys):
     assert main(["prepare", "--set", "train_fraction=0.5", "--output", str(tmp_path / "x")]) == 2
     assert "data.train_fraction: train_fraction + val_fraction + test_fraction must sum to 1" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_crash_while_writing_leaves_nothing(tmp_path, monkeypatch):
+    import safealign.data.stats as stats_module
+
+    def boom(_stats):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(stats_module, "render_markdown", boom)
+    src = write_jsonl(tmp_path / "ok.jsonl", [pku_row(i) for i in range(10)])
+    with pytest.raises(RuntimeError, match="disk full"):
+        prepare(tmp_path, src)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.jsonl"]  # no out/, no temporary folder
+
+
+def test_hub_id_goes_through_datasets_offline(tmp_path, capsys):
+    # Offline here (HF_DATASETS_OFFLINE=1): the real load_dataset call fails and is reported as one line, exit 2.
+    assert main(["prepare", "--dataset", "PKU-Alignment/PKU-SafeRLHF", "--split", "test", "--revision", "main",
+                 "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: PKU-Alignment/PKU-SafeRLHF[test]: cannot load from the Hub") and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()

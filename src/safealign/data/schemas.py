@@ -128,10 +128,13 @@ def categories(row: dict, field: str) -> list[str]:
     if isinstance(value, str):
         return [value.strip()]
     if isinstance(value, dict):
+        flagged = []
         for k, v in value.items():
-            if not isinstance(v, (bool, int)) and not _absent(v):
+            if v is True or (v and isinstance(v, int)):
+                flagged.append(str(k))
+            elif not (v is False or v == 0 or _absent(v)):
                 raise RowError(field, f"{k}: expected true or false (got {v!r:.40})")
-        return sorted(str(k) for k, v in value.items() if v and not _absent(v))
+        return sorted(flagged) if len(flagged) > 1 else flagged
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return sorted(value)
     raise RowError(field, f"expected a mapping of category -> bool or a category name (got {value!r:.60})")
