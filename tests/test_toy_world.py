@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from safealign.data.toy_content import PROMPT_TEMPLATES, RESPONSE_TEMPLATES
+from safealign.data.toy_content import PROMPT_TEMPLATES
 from safealign.data.toy_world import (TOY_CATEGORIES, ToyJudge, generate_toy_world, toy_corpus, toy_prompts,
                                       toy_responses)
 

@@ -21,7 +21,7 @@ from ..errors import DataError, SafeAlignError
 from ..fileio import atomic_path
 from . import stats as S
 from .loading import open_sources
-from .schemas import PREFERENCE_SCHEMAS, Drop, RowError, detect_schema, missing_columns, to_record
+from .schemas import Drop, RowError, detect_schema, missing_columns, to_record
 
 log = logging.getLogger(__name__)
 
