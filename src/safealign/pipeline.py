@@ -359,7 +359,8 @@ def run_pipeline(cfg, from_stage: str | None = None, only_stage: str | None = No
             why = "selected with --from/--only"
         _check_inputs(st, stages)
         resume = None
-        if (st.name not in forced and cfg.section("pipeline").resume and _has_checkpoint(st.checkpoint_dir)
+        # An interrupted stage (killed: its record still says running) resumes, also when --only names it.
+        if (cfg.section("pipeline").resume and _has_checkpoint(st.checkpoint_dir)
                 and state.was_interrupted(st.name, config_hash, inputs_hash)):
             resume = "latest"
         else:

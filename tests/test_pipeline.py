@@ -1,0 +1,189 @@
+"""The pipeline end to end on configs/ci_small.yaml: every artifact, run.json, kill-and-rerun, --only/--from.
+
+One real run is shared by the tests of this module (module fixture): it is started as a separate process,
+killed with SIGKILL once the two reward models are done, and finished by a second, in-process run. About a
+minute on 2 cores.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from safealign.config import load_config
+from safealign.errors import ConfigError, SafeAlignError
+from safealign.fileio import read_json, write_json
+from safealign.pipeline import _entry, build_plan, model_names, run_pipeline, select_stages
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "ci_small.yaml"
+STAGES = ["prepare", "base", "sft", "helpful_rm", "harmless_rm", "dpo", "dpo_dpo", "dpo_mm_dpo", "evaluate_base",
+          "evaluate_safe_mm_dpo", "evaluate_dpo", "evaluate_mm_dpo", "distill", "evaluate_distilled", "report"]
+MODELS = ["base", "safe_mm_dpo", "dpo", "mm_dpo", "distilled"]
+KILL_AFTER = "harmless_rm"
+
+
+def cfg_for(run_dir, *sets):
+    return load_config(CONFIG, [f"run.run_dir={run_dir}", *sets])
+
+
+def stage_records(run_dir) -> dict:
+    return read_json(Path(run_dir) / "run.json")["stages"]
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "safealign.cli", "pipeline", "--config", str(CONFIG),
+                             "--run-dir", str(run_dir)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    killed_in = None
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                recs = stage_records(run_dir)
+            except (OSError, json.JSONDecodeError, KeyError):
+                recs = {}
+            if recs.get(KILL_AFTER, {}).get("status") == "done":
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                killed_in = {k: v.get("status") for k, v in stage_records(run_dir).items()}
+                break
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert killed_in is not None, "the first run ended before it could be killed"
+    before = stage_records(run_dir)
+    t0 = time.time()
+    state = run_pipeline(cfg_for(run_dir))
+    return {"dir": run_dir, "killed_in": killed_in, "before": before, "state": state,
+            "seconds": time.time() - t0}
+
+
+def test_every_artifact(ci_run):
+    d = ci_run["dir"]
+    for split in ("train", "val", "test"):
+        assert (d / "data" / f"{split}.jsonl").stat().st_size > 0
+    for f in ("stats.json", "stats.md"):
+        assert (d / "data" / f).is_file()
+    for m in ("base", "sft", "helpful_rm", "harmless_rm", "aligned", "aligned_dpo", "aligned_mm_dpo", "distilled"):
+        assert (d / "models" / m / "config.json").is_file(), m
+        assert list((d / "models" / m).glob("*.safetensors")), m
+        assert not list((d / "models" / m).glob("*.bin")), m
+    for stage in ("helpful_rm", "harmless_rm", "dpo", "sft"):
+        assert list((d / "logs" / stage).rglob("events.out.tfevents*")), stage
+    report = read_json(d / "results" / "report.json")
+    assert set(report["models"]) == set(MODELS)
+    for name, m in report["models"].items():
+        assert 0 <= m["safety_rate"] <= 1 and 0 <= m["helpfulness"] <= 1, name
+        assert m["safety_judge"] == "toy" and m["helpfulness_judge"] == "toy"
+        assert (d / "results" / name / "safety.json").is_file()
+        assert (d / "results" / name / "helpfulness.json").is_file()
+    md = (d / "results" / "report.md").read_text()
+    assert all(n in md for n in MODELS)
+    assert (d / "run.md").is_file() and (d / "config.yaml").is_file()
+
+
+def test_run_json_bookkeeping(ci_run):
+    data = read_json(ci_run["dir"] / "run.json")
+    assert data["order"] == STAGES
+    for name in STAGES:
+        rec = data["stages"][name]
+        assert rec["status"] == "done", name
+        assert len(rec["config_hash"]) == 16 and len(rec["inputs_hash"]) == 16
+        assert rec["seconds"] >= 0 and rec["finished_at"] >= rec["started_at"]
+        assert rec["outputs"] and all(Path(p).exists() for p in rec["outputs"])
+    assert data["stages"]["dpo_dpo"]["result"]["algorithm"] == "dpo"
+    assert data["stages"]["dpo_mm_dpo"]["result"]["algorithm"] == "mm_dpo"
+    assert data["stages"]["dpo"]["result"]["algorithm"] == "safe_mm_dpo"
+
+
+def test_kill_between_stages_then_rerun_recomputes_nothing_done(ci_run):
+    before, after = ci_run["before"], ci_run["state"]["stages"]
+    done_before = [s for s in STAGES if before.get(s, {}).get("status") == "done"]
+    assert done_before[:5] == STAGES[:5]  # everything up to the kill point had finished
+    for s in done_before:  # ... and was not run again
+        assert after[s]["finished_at"] == before[s]["finished_at"], s
+        assert after[s]["runs"] == 1, s
+    ran = ci_run["state"]["last_invocation"]["ran"]
+    assert ran == [s for s in STAGES if s not in done_before]
+    assert set(ran) | set(ci_run["state"]["last_invocation"]["skipped"]) == set(STAGES)
+
+
+def test_second_run_skips_everything(ci_run):
+    d = ci_run["dir"]
+    weights = d / "models" / "aligned" / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    state = run_pipeline(cfg_for(d))
+    assert state["last_invocation"]["ran"] == []
+    assert state["last_invocation"]["skipped"] == STAGES
+    assert weights.stat().st_mtime_ns == mtime
+
+
+def test_only_from_and_stale_downstream(ci_run):
+    d = ci_run["dir"]
+    prev = stage_records(d)
+    state = run_pipeline(cfg_for(d), only_stage="evaluate_dpo")
+    assert state["last_invocation"]["ran"] == ["evaluate_dpo"]
+    # results/dpo was rewritten, so the report (which reads it) is stale; nothing else is
+    state = run_pipeline(cfg_for(d))
+    assert state["last_invocation"]["ran"] == ["report"]
+    state = run_pipeline(cfg_for(d), from_stage="report")
+    assert state["last_invocation"]["ran"] == ["report"]
+    recs = stage_records(d)
+    assert recs["report"]["runs"] == prev["report"]["runs"] + 2
+    assert recs["dpo"]["finished_at"] == prev["dpo"]["finished_at"]
+
+
+def test_config_change_reruns_only_what_reads_it(ci_run):
+    d = ci_run["dir"]
+    state = run_pipeline(cfg_for(d, "eval.max_new_tokens=12"))
+    assert state["last_invocation"]["ran"] == [s for s in STAGES if s.startswith("evaluate_")] + ["report"]
+
+
+def test_interrupted_stage_resumes_from_its_checkpoint(ci_run):
+    d = ci_run["dir"]
+    assert list((d / "checkpoints" / "harmless_rm").glob("checkpoint-*"))
+    data = read_json(d / "run.json")
+    data["stages"]["harmless_rm"]["status"] = "running"  # what a kill during the stage leaves behind
+    write_json(d / "run.json", data)
+    state = run_pipeline(cfg_for(d, "eval.max_new_tokens=12"), only_stage="harmless_rm")
+    rec = state["stages"]["harmless_rm"]
+    assert rec["status"] == "done" and rec["resumed"] is True
+
+
+def test_missing_input_names_the_stage_that_makes_it(tmp_path):
+    with pytest.raises(SafeAlignError, match="run stage prepare first"):
+        run_pipeline(cfg_for(tmp_path / "fresh"), only_stage="helpful_rm")
+
+
+def test_stage_selection_and_plan(tmp_path):
+    cfg = cfg_for(tmp_path / "r")
+    plan = build_plan(cfg)
+    assert [s.name for s in plan] == STAGES
+    assert select_stages(plan, only_stage="evaluate") == {s for s in STAGES if s.startswith("evaluate_")}
+    assert select_stages(plan, from_stage="distill") == {"distill", "evaluate_distilled", "report"}
+    with pytest.raises(ConfigError, match="unknown stage"):
+        select_stages(plan, only_stage="nope")
+    # a single run of another algorithm: the ablation equal to it is dropped
+    cfg = cfg_for(tmp_path / "r", "dpo.algorithm=dpo")
+    assert model_names(cfg) == ["dpo", "mm_dpo"]
+    assert [s.name for s in build_plan(cfg)][5:7] == ["dpo", "dpo_mm_dpo"]
+    with pytest.raises(ConfigError, match="pipeline.ablations\\[0\\]"):
+        cfg_for(tmp_path / "r", "pipeline.ablations=[ppo]")
+
+
+def test_missing_module_fails_clearly():
+    with pytest.raises(SafeAlignError, match="stage x: safealign.not_there is not built yet"):
+        _entry("x", "safealign.not_there", "run")
+    with pytest.raises(SafeAlignError, match="safealign.fileio.nope is not built yet"):
+        _entry("x", "safealign.fileio", "nope")
