@@ -76,6 +76,7 @@ class SafeDPOConfig(TrainingArguments):
     greater_is_better: bool | None = False
     bf16: bool | None = None  # None: on where CUDA supports it, off elsewhere
     remove_unused_columns: bool = False
+    ddp_find_unused_parameters: bool | None = False  # every parameter takes part in the pair forward
     report_to: None | str | list[str] = "none"  # run_train_dpo takes it from the `run` section
 
     def __post_init__(self):

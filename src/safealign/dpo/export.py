@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..config import save_resolved
+import yaml
+
 from ..fileio import atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,9 @@ def export_policy(model, tokenizer, output_dir: str | Path, *, merge_lora: bool 
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if cfg is not None:
-            save_resolved(cfg, tmp / "config.yaml")
+            # only this stage's sections: building other TrainingArguments sections here would re-run
+            # accelerate's device setup inside a live process group
+            write_text(tmp / "config.yaml", yaml.safe_dump(cfg.to_dict(["run", "model", "dpo"]), sort_keys=False))
         if summary is not None:
             write_json(tmp / "train_summary.json", summary)
         if summary_md is not None:
