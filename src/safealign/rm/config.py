@@ -55,10 +55,12 @@ class RewardConfig(TrainingArguments):
     disable_tqdm: bool | None = False
 
     def __post_init__(self):
-        if self.bf16 is None:
-            import torch
+        import torch
 
+        if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator (warns on every eval otherwise)
         if self.report_to is None:
             self.report_to = ["tensorboard"]
         checks = [

@@ -54,12 +54,28 @@ def _resume_arg(resume: str | None, checkpoint_dir: Path):
     return resume
 
 
-def _load_model(cfg, rc: RewardConfig, data_dir: Path):
+def _ensure_base_locked(cfg, data_dir: Path) -> str:
+    """ensure_base_model under a file lock: the helpful and the harmless run may start together, and the
+    second must not replace the tiny base folder while the first is reading it."""
+    import fcntl
+
     from ..models.base import ensure_base_model
+
+    lock = cfg.section("run").directory / "models" / ".base.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            return ensure_base_model(cfg, data_dir)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _load_model(cfg, rc: RewardConfig, data_dir: Path):
     from ..models.loading import apply_lora, count_parameters, load_score_model, load_tokenizer
 
     mc = cfg.section("model")
-    base = rc.model_name_or_path or ensure_base_model(cfg, data_dir)
+    base = rc.model_name_or_path or _ensure_base_locked(cfg, data_dir)
     revision = None if rc.model_name_or_path else mc.revision
     tokenizer = load_tokenizer(base, revision=revision, trust_remote_code=mc.trust_remote_code)
     model = load_score_model(base, revision=revision, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code,

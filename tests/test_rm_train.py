@@ -1,0 +1,117 @@
+"""train-rm end to end on a small toy world: CLI, output folder, sign convention, save -> reload, bad input."""
+
+import hashlib
+import json
+
+import pytest
+
+from safealign.cli import main
+from safealign.config import load_config
+from safealign.data.toy_world import generate_toy_world
+from safealign.errors import ConfigError
+from safealign.fileio import read_json, write_jsonl
+from safealign.rm.scoring import load_scorer, score_pairs
+from safealign.rm.train import run_train_rm
+
+FIELDS = ["prompt", "response_0", "response_1", "better_response_id", "safer_response_id",
+          "is_response_0_safe", "is_response_1_safe"]
+
+
+def canonical(row):
+    key = (row["prompt"] + row["response_0"] + row["response_1"]).encode()
+    return {"id": hashlib.sha256(key).hexdigest()[:16], **{k: row[k] for k in FIELDS}, "harm_categories": [],
+            "severity": None, "is_harmful_prompt": not (row["is_response_0_safe"] and row["is_response_1_safe"]),
+            "source": "toy-world"}
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    rows = [canonical(r) for r in generate_toy_world(num_pairs=360, seed=1)]
+    out = tmp_path_factory.mktemp("toy") / "data"
+    write_jsonl(out / "train.jsonl", rows[:300])
+    write_jsonl(out / "val.jsonl", rows[300:])
+    write_jsonl(out / "safety_train.jsonl", [
+        {"id": f"s{i}", "prompt": r["prompt"], "response": r["response_0"], "category": None,
+         "is_safe": r["is_response_0_safe"]} for i, r in enumerate(rows[:40])])
+    return out
+
+
+COMMON = ["--set", "reward.learning_rate=3e-3", "--set", "reward.num_train_epochs=2",
+          "--set", "reward.per_device_train_batch_size=16", "--set", "reward.eval_steps=10",
+          "--set", "reward.save_steps=10", "--set", "reward.logging_steps=5"]
+
+
+def test_cli_trains_cost_model_with_sign_convention_and_reload(toy_data, tiny_base, tmp_path):
+    run_dir = tmp_path / "run"
+    rc = main(["train-rm", "--dimension", "harmless", "--data-dir", str(toy_data), "--run-dir", str(run_dir),
+               "--set", f"reward.model_name_or_path={tiny_base}", *COMMON])
+    assert rc == 0
+    out = run_dir / "models" / "harmless_rm"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "config.yaml", "metrics.json", "metrics.md"):
+        assert (out / name).is_file(), name
+    assert not list(out.parent.glob(".harmless_rm.tmp-*"))  # nothing half-written left behind
+    assert list((run_dir / "logs" / "harmless_rm").glob("events.out.tfevents.*"))
+    assert list((run_dir / "checkpoints" / "harmless_rm").glob("checkpoint-*"))
+    metrics = read_json(out / "metrics.json")
+    assert metrics["num_train_single_responses"] == 40
+    assert metrics["best"]["metric"] == "sign_accuracy"
+    assert metrics["model"]["sign_accuracy"] >= 0.8 and metrics["model"]["accuracy"] >= 0.8
+
+    # reload: the saved model reproduces the validation figures exactly, and c > 0 means unsafe
+    model, tok = load_scorer(out, device="cpu")
+    val = [json.loads(line) for line in (toy_data / "val.jsonl").read_text().splitlines()]
+    prompts = [r["prompt"] for r in val for _ in (0, 1)]
+    responses = [r[f"response_{i}"] for r in val for i in (0, 1)]
+    unsafe = [not r[f"is_response_{i}_safe"] for r in val for i in (0, 1)]
+    costs = score_pairs(model, tok, prompts, responses, max_tokens_per_batch=512, show_progress=False)
+    sign_acc = sum((c > 0) == u for c, u in zip(costs, unsafe)) / len(costs)
+    assert sign_acc == pytest.approx(metrics["model"]["sign_accuracy"], abs=1e-9)
+    mean_unsafe = sum(c for c, u in zip(costs, unsafe) if u) / sum(unsafe)
+    mean_safe = sum(c for c, u in zip(costs, unsafe) if not u) / (len(unsafe) - sum(unsafe))
+    assert mean_unsafe > 0 > mean_safe
+
+
+def test_helpful_lora_with_centering(toy_data, tiny_base, tmp_path):
+    cfg = load_config(None, [f"run.run_dir={tmp_path}", f"reward.model_name_or_path={tiny_base}",
+                             "reward.use_lora=true", "reward.lora_r=8", "reward.center_coeff=0.01",
+                             "reward.learning_rate=3e-3", "reward.num_train_epochs=1", "reward.eval_steps=10",
+                             "reward.save_steps=10", "run.report_to=[none]"])
+    metrics = run_train_rm(cfg, "helpful", data_dir=toy_data)
+    out = tmp_path / "models" / "helpful_rm"
+    assert metrics["best"]["metric"] == "accuracy" and metrics["model"]["accuracy"] >= 0.7
+    assert not (out / "adapter_config.json").exists()  # merged: a plain model load_scorer reads
+    assert not (tmp_path / "logs" / "helpful_rm").exists()  # report_to none
+    model, tok = load_scorer(out, device="cpu")
+    val = [json.loads(line) for line in (toy_data / "val.jsonl").read_text().splitlines()]
+    better = score_pairs(model, tok, [r["prompt"] for r in val],
+                         [r[f"response_{r['better_response_id']}"] for r in val], show_progress=False)
+    worse = score_pairs(model, tok, [r["prompt"] for r in val],
+                        [r[f"response_{1 - r['better_response_id']}"] for r in val], show_progress=False)
+    acc = sum(b > w for b, w in zip(better, worse)) / len(val)
+    assert acc == pytest.approx(metrics["model"]["accuracy"], abs=1e-9)
+
+
+def test_bad_record_names_file_row_and_field(toy_data, tiny_base, tmp_path, capsys):
+    data = tmp_path / "data"
+    lines = (toy_data / "train.jsonl").read_text().splitlines()[:5]
+    bad = json.loads(lines[2])
+    bad["safer_response_id"] = 2
+    lines[2] = json.dumps(bad)
+    data.mkdir()
+    (data / "train.jsonl").write_text("\n".join(lines) + "\n")
+    (data / "val.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    rc = main(["train-rm", "--dimension", "harmless", "--data-dir", str(data), "--run-dir", str(tmp_path / "r"),
+               "--set", f"reward.model_name_or_path={tiny_base}"])
+    assert rc == 2
+    assert f"{data / 'train.jsonl'}:3: safer_response_id: expected 0 or 1 (got 2)" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "models" / "harmless_rm").exists()
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match=r"reward.learning_rate: must be > 0"):
+        load_config(None, ["reward.learning_rate=0"])
+    with pytest.raises(ConfigError, match=r"reward.metric_for_best_model"):
+        load_config(None, ["reward.metric_for_best_model=f1"])
+    r = load_config(None).section("reward")
+    assert (r.learning_rate, r.per_device_train_batch_size, r.num_train_epochs, r.max_grad_norm) == (2e-5, 16, 2, 1.0)
+    assert r.remove_unused_columns is False and r.bf16 is False  # no CUDA here
