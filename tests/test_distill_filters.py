@@ -112,3 +112,12 @@ def test_distill_config_validates():
                      ("distill.student_hidden_size=30", "distill.student_hidden_size")):
         with pytest.raises(ConfigError, match=key):
             load_config(None, [bad])
+
+
+def test_cli_without_a_teacher_fails_with_one_line(tmp_path, capsys):
+    from safealign.cli import main
+
+    code = main(["distill", "--run-dir", str(tmp_path / "run"), "--set", "num_prompts=4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "teacher model not found" in err[0] and "models/aligned" in err[0]

@@ -63,6 +63,7 @@ class DistillConfig(transformers.TrainingArguments):
     efficiency_prompts: int = 32
     efficiency_max_new_tokens: int = 32
     efficiency_batch_size: int = 8
+    efficiency_repeats: int = 3
     # TrainingArguments with the student's seed defaults
     output_dir: str | None = None  # checkpoints; default <run dir>/checkpoints/distill
     learning_rate: float = 2e-4
@@ -81,7 +82,7 @@ class DistillConfig(transformers.TrainingArguments):
         positive = ("num_prompts", "samples_per_prompt", "max_new_tokens", "generation_batch_size", "max_length",
                     "student_hidden_size", "student_num_layers", "student_num_heads", "student_intermediate_size",
                     "score_max_tokens_per_batch", "efficiency_prompts", "efficiency_max_new_tokens",
-                    "efficiency_batch_size")
+                    "efficiency_batch_size", "efficiency_repeats")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be > 0 (got {getattr(self, name)})")
@@ -278,21 +279,28 @@ def measure(cfg, paths: DistillPaths) -> dict:
     models = {k: v for k, v in models.items() if (Path(v) / "config.json").is_file() or not Path(v).exists()
               and not Path(v).is_absolute() and v.count("/") == 1}
     return measure_models(models, prompts, paths.results, max_new_tokens=d.efficiency_max_new_tokens,
-                          batch_size=d.efficiency_batch_size)
+                          batch_size=d.efficiency_batch_size, repeats=d.efficiency_repeats)
 
 
 def evaluate_student(cfg, paths: DistillPaths) -> dict | None:
-    """The same safety/helpfulness evaluation as teacher and base, when the evaluation module is there."""
-    try:
-        from .evaluation.run import evaluate_model
-    except ImportError:
-        log.warning("distill: safealign.evaluation.run is not available; the student is not evaluated")
-        return None
+    """The same safety/helpfulness evaluation for the student, and for base and teacher where their results
+    are missing (so `results/` holds all three side by side). Returns {name: safety rate, helpfulness}."""
+    from .evaluation.run import evaluate_model
+
     try:
         what = cfg.section("pipeline").evaluate
     except (ConfigError, ImportError, AttributeError):
         what = "safety"
-    return evaluate_model(cfg, "distilled", str(paths.output), what, str(paths.results))
+    todo = {"distilled": str(paths.output)}
+    for name, path in (("base", base_policy_path(cfg)), (teacher_name(cfg), str(paths.teacher))):
+        if not (paths.results / name / "safety.json").is_file():
+            todo[name] = path
+    out = {}
+    for name, path in todo.items():
+        result = evaluate_model(cfg, name, path, what, str(paths.results))
+        out[name] = {"safety_rate": (result.get("safety") or {}).get("safety_rate"),
+                     "helpfulness": (result.get("helpfulness") or {}).get("helpfulness")}
+    return out
 
 
 # --------------------------------------------------------------------------- entry points
@@ -316,6 +324,7 @@ def run_distill(cfg, output_dir: str | Path | None = None, resume=None, evaluate
         "filter": {k: report[k] for k in ("filters", "all", "harmful_prompts", "benign_prompts")},
         "train": {k: v for k, v in train_metrics.items() if k != "log_history"},
         "efficiency": efficiency,
+        "efficiency_table": str(paths.results / "efficiency.md"),
     }
     if evaluate:
         summary["evaluation"] = evaluate_student(cfg, paths)
@@ -328,5 +337,8 @@ def cli_main(cfg, args) -> int:
     t = summary["train"]
     f = summary["filter"]["all"]
     print(f"distill: kept {f['kept']}/{f['samples']} teacher answers; student val loss "
-          f"{t.get('initial_val_loss')} -> {t.get('val_loss')}; saved {summary['student']}")
+          f"{t.get('initial_val_loss'):.4f} -> {t.get('val_loss'):.4f}; saved {summary['student']}")
+    for name, r in (summary.get("evaluation") or {}).items():
+        print(f"  {name}: safety rate {r['safety_rate']}, helpfulness {r['helpfulness']}")
+    print(Path(summary["efficiency_table"]).read_text(encoding="utf-8"))
     return 0
