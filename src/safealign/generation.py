@@ -243,10 +243,10 @@ def _run_hf(model, tok, keys, texts, *, max_new_tokens, temperature, top_p, seed
     from tqdm.auto import tqdm
 
     ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-    # Leave room for the answer inside the model's context; keep the END of a long prompt (the question).
+    # Stay inside the model's context: keep the END of a long prompt (the question) with room for the answer
+    # (at least half the context), and cut the answer budget of a batch whose prompts fill the rest.
     max_pos = getattr(model.config, "max_position_embeddings", None) or 10**9
-    limit = max(1, max_pos - max_new_tokens)
-    ids = [x[-limit:] for x in ids]
+    ids = [x[-(max_pos - min(max_new_tokens, max_pos // 2)):] for x in ids]
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first: an OOM shows up at once
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     eos_id = tok.eos_token_id
@@ -263,7 +263,7 @@ def _run_hf(model, tok, keys, texts, *, max_new_tokens, temperature, top_p, seed
             for row, i in enumerate(batch):  # LEFT padding
                 input_ids[row, width - len(ids[i]):] = torch.tensor(ids[i])
                 mask[row, width - len(ids[i]):] = 1
-            kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id)
+            kwargs = dict(max_new_tokens=min(max_new_tokens, max_pos - width), pad_token_id=pad_id, eos_token_id=eos_id)
             if temperature > 0:
                 kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
             else:

@@ -84,7 +84,8 @@ def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
         acc.Reload()
         for tag in acc.Tags().get("scalars", []):
             series.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
-    return {t: sorted(v) for t, v in series.items()}
+    # A step logged twice (a resumed run, a final evaluation) keeps its last value.
+    return {t: sorted(dict(v).items()) for t, v in series.items()}
 
 
 def training_curves(logs_root: Path, out_dir: Path, max_tags: int = 12) -> list[Path]:
