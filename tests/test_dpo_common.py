@@ -67,15 +67,16 @@ def dpo_settings(**over) -> dict:
     return s
 
 
-def make_cfg(run_dir: Path, tiny_base: Path, rm_root: Path | None = None, **dpo_over):
+def make_cfg(run_dir: Path, tiny_base: Path, rm_root: Path | None = None, model_over: dict | None = None,
+             **dpo_over):
     from safealign.config import Config
 
     rm_root = rm_root or run_dir
-    dpo = dict(dpo_settings(**dpo_over), policy_name_or_path=str(tiny_base),
-               helpful_rm_path=str(rm_root / "models" / "helpful_rm"),
-               harmless_rm_path=str(rm_root / "models" / "harmless_rm"))
+    dpo = dpo_settings(**{"policy_name_or_path": str(tiny_base),
+                          "helpful_rm_path": str(rm_root / "models" / "helpful_rm"),
+                          "harmless_rm_path": str(rm_root / "models" / "harmless_rm"), **dpo_over})
     raw = {"run": {"name": "t", "run_dir": str(run_dir), "report_to": ["none"], "seed": 7},
-           "model": {"name_or_path": str(tiny_base), "dtype": "float32"}, "dpo": dpo}
+           "model": {"name_or_path": str(tiny_base), "dtype": "float32", **(model_over or {})}, "dpo": dpo}
     return Config(raw)
 
 

@@ -33,8 +33,11 @@ def resolve_paths(cfg, data_dir=None, output_dir=None) -> dict:
         from ..models.base import ensure_base_model
 
         policy = ensure_base_model(cfg, data_dir)
+    # `dpo.output_dir` (the Trainer's checkpoint folder) when the config sets it (pipeline ablations, sweep)
+    raw_ckpt = (cfg.raw.get("dpo") or {}).get("output_dir")
+    ckpt = Path(raw_ckpt) if raw_ckpt else rd / "checkpoints" / "dpo"
     return {"data": data_dir, "output": Path(output_dir or rd / "models" / "aligned"),
-            "checkpoints": rd / "checkpoints" / "dpo", "logs": rd / "logs" / "dpo",
+            "checkpoints": ckpt, "logs": rd / "logs" / ckpt.name,
             "cache": rd / "cache" / "precompute", "policy": policy,
             "helpful_rm": d.helpful_rm_path or str(rd / "models" / "helpful_rm"),
             "harmless_rm": d.harmless_rm_path or str(rd / "models" / "harmless_rm")}
@@ -130,7 +133,6 @@ def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None) -> dict:
     import torch
 
     from .export import export_policy
-    from .measure import safety_preference
 
     t0 = time.time()
     trainer, ctx = build_trainer(cfg, data_dir, output_dir)
@@ -148,17 +150,34 @@ def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None) -> dict:
                "metric_for_best_model": args.metric_for_best_model, "resumed_from": resume,
                "seconds": None, "world_size": args.world_size}
     if trainer.is_world_process_zero():
-        if "val" in ctx["cached"]:
-            harmful = [(r, c) for r, c in zip(ctx["records"]["val"], ctx["cached"]["val"]) if r.get("is_harmful_prompt")]
-            summary["heldout_harmful_safety_preference"] = safety_preference(
-                trainer.model, tok, [r for r, _ in harmful], [c for _, c in harmful], max_length=args.max_length,
-                max_prompt_length=args.max_prompt_length, max_tokens_per_batch=args.precompute_tokens_per_batch)
+        summary["heldout_harmful_safety_preference"] = heldout_check(trainer.model, ctx, cfg)
         summary["seconds"] = round(time.time() - t0, 2)
         export_policy(trainer.accelerator.unwrap_model(trainer.model), tok, paths["output"],
                       merge_lora=args.merge_lora_on_export, cfg=cfg, summary=summary,
                       summary_md=format_summary(summary))
     trainer.accelerator.wait_for_everyone()
     return summary
+
+
+def heldout_check(model, ctx: dict, cfg) -> dict:
+    """Preference for the safer response on held-out harmful prompts (val + test records with
+    is_harmful_prompt), policy vs reference; reference log-probs from the (cached) precompute pass."""
+    from .measure import safety_preference
+    from .precompute import precompute
+
+    args, paths, tok = ctx["args"], ctx["paths"], ctx["tokenizer"]
+    recs = [r for r in ctx["records"].get("val", []) if r.get("is_harmful_prompt")]
+    test_file = paths["data"] / "test.jsonl"
+    if test_file.is_file():
+        recs += [r for r in load_records(test_file) if r.get("is_harmful_prompt")]
+    if not recs:
+        return {"n": 0}
+    ref = precompute(recs, paths["policy"], tok, None, None, paths["cache"], max_length=args.max_length,
+                     max_prompt_length=args.max_prompt_length, max_tokens_per_batch=args.precompute_tokens_per_batch,
+                     model_cfg=cfg.section("model"), name="heldout-harmful")
+    return safety_preference(model, tok, recs, ref, max_length=args.max_length,
+                             max_prompt_length=args.max_prompt_length,
+                             max_tokens_per_batch=args.precompute_tokens_per_batch)
 
 
 def _last_log(history: list[dict]) -> dict:

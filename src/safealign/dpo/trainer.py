@@ -166,26 +166,28 @@ class SafeMMDPOTrainer(Trainer):
             self._nan_in_step = True
             loss = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
             metrics = {}
-        for k, v in metrics.items():
-            self._metrics["train" if model.training else "eval"][k].append(v)
+        self._store(metrics, "train" if model.training else "eval", inputs["better"].shape[0])
         return (loss, {}) if return_outputs else loss
+
+    def _store(self, metrics: dict, kind: str, n: int) -> None:
+        for k, v in metrics.items():  # weighted by pairs: a short last eval batch counts less
+            self._metrics[kind][k].append((v * n, n))
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad():
             loss, metrics = self.pair_losses(model, inputs, training=False)
-        for k, v in metrics.items():
-            self._metrics["eval"][k].append(v)
+        self._store(metrics, "eval", inputs["better"].shape[0])
         return loss.detach(), None, None
 
     def log(self, logs: dict, start_time=None) -> None:
         kind = "eval" if any(k.startswith("eval_") for k in logs) else "train"
         stored = self._metrics[kind]
         keys = METRIC_KEYS  # a fixed list: every rank joins the same all-reduce even after a skipped batch
-        sums = all_reduce_sum([sum(stored.get(k, [])) for k in keys] + [float(len(stored.get(k, []))) for k in keys],
-                              self.args.device)
+        sums = all_reduce_sum([sum(v for v, _ in stored.get(k, [])) for k in keys]
+                              + [float(sum(n for _, n in stored.get(k, []))) for k in keys], self.args.device)
         prefix = "eval_" if kind == "eval" else ""
-        for i, k in enumerate(keys):  # mean over micro-batches and processes
+        for i, k in enumerate(keys):  # mean over pairs of all micro-batches and processes
             if sums[len(keys) + i] > 0:
                 logs[prefix + k] = sums[i] / sums[len(keys) + i]  # in place: evaluate() returns this dict
         logs["lambda" if kind == "train" else "eval_lambda"] = self.lagrange.lam
