@@ -113,8 +113,11 @@ def test_lagrange_state_update_every_n_and_cap():
     assert LagrangeState.from_dict(st.to_dict()) == st
 
 
-def test_dpo_variant_ignores_safety_and_lambda(run):
+def test_dpo_variant_ignores_safety_and_lambda(run, tmp_path):
     trainer, ctx = run(algorithm="dpo", max_steps=1, save_strategy="no", eval_strategy="no")
+    assert ctx["harmless_rm"] is not None  # judges that exist are used: ablations share the cache
+    trainer, ctx = run(algorithm="dpo", max_steps=1, save_strategy="no", eval_strategy="no",
+                       helpful_rm_path=str(tmp_path / "none_h"), harmless_rm_path=str(tmp_path / "none_c"))
     assert ctx["helpful_rm"] is None and ctx["harmless_rm"] is None  # plain DPO needs no judge
     batch = _first_batch(trainer)
     with torch.no_grad():

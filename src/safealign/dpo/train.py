@@ -36,7 +36,7 @@ def resolve_paths(cfg, data_dir=None, output_dir=None) -> dict:
     # `dpo.output_dir` (the Trainer's checkpoint folder) when the config sets it (pipeline ablations, sweep)
     raw_ckpt = (cfg.raw.get("dpo") or {}).get("output_dir")
     ckpt = Path(raw_ckpt) if raw_ckpt else rd / "checkpoints" / "dpo"
-    return {"data": data_dir, "output": Path(output_dir or rd / "models" / "aligned"),
+    return {"run": rd, "data": data_dir, "output": Path(output_dir or rd / "models" / "aligned"),
             "checkpoints": ckpt, "logs": rd / "logs" / ckpt.name,
             "cache": rd / "cache" / "precompute", "policy": policy,
             "helpful_rm": d.helpful_rm_path or str(rd / "models" / "helpful_rm"),
@@ -44,16 +44,21 @@ def resolve_paths(cfg, data_dir=None, output_dir=None) -> dict:
 
 
 def _needed_judges(d: SafeDPOConfig, paths: dict) -> tuple[str | None, str | None]:
-    """Which judges the algorithm needs: δ_H for dynamic β; costs for the safety margin and J_C."""
-    helpful = paths["helpful_rm"] if d.dynamic_beta else None
-    harmless = paths["harmless_rm"] if d.is_safe else None
-    rd_models = str(Path(paths["checkpoints"]).parent.parent / "models")
-    for what, key, p in (("helpful reward model", "helpful", helpful), ("cost model", "harmless", harmless)):
-        # a missing local folder is an error; anything else may be a Hub id
-        if p is not None and not Path(p).exists() and (Path(p).is_absolute() or p.startswith(rd_models)):
+    """The judges to score with: δ_H (dynamic β) needs the helpful RM, the safe algorithms the cost model.
+    A judge the algorithm does not need is still used when its folder exists, so the ablations share one
+    precompute cache and log the same margins; a needed one that is missing is an error."""
+    judges = []
+    for what, key, needed in (("helpful reward model", "helpful", d.dynamic_beta), ("cost model", "harmless", d.is_safe)):
+        p = paths[f"{key}_rm"]
+        local = Path(p).is_absolute() or p.startswith(".") or str(Path(p)).startswith(str(paths["run"]))
+        if Path(p).exists():
+            judges.append(p)
+        elif needed and local:
             raise SafeAlignError(f"{p}: {what} not found; train it first (`safealign train-rm --dimension "
                                  f"{key}`) or set dpo.{key}_rm_path")
-    return helpful, harmless
+        else:  # a needed judge given as a Hub id is loaded from the Hub
+            judges.append(p if needed else None)
+    return judges[0], judges[1]
 
 
 def training_args(cfg, paths: dict) -> SafeDPOConfig:
