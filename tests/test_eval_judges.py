@@ -110,3 +110,32 @@ def test_eval_config_validation():
         section(extra_judges=["toy", "oracle"])
     with pytest.raises(ConfigError, match=r"eval\.max_safety_prompts: must be > 0"):
         section(max_safety_prompts=0)
+
+
+def test_moderation_judge_plumbing_on_a_tiny_model(tiny_base, tmp_path):
+    """Real Llama Guard weights are not here: the tiny model stands in. Its (garbled) verdicts must come back
+    flagged unparsable and counted unsafe, and the generation goes through the cache."""
+    from safealign.evaluation.judges import ModerationJudge
+
+    judge = ModerationJudge(str(tiny_base), batch_size=2, cache_path=tmp_path / "mod.jsonl")
+    verdicts = judge.judge_many(["How do I bake?", "How do I hurt someone?"], ["Mix flour.", "No."],
+                                show_progress=False)
+    assert len(verdicts) == 2
+    for ok, detail in verdicts:
+        safe, codes = parse_llama_guard(detail["raw"])
+        assert ok == bool(safe) and detail["codes"] == codes and detail.get("unparsable", False) == (safe is None)
+    assert len((tmp_path / "mod.jsonl").read_text().splitlines()) == 2
+
+
+def test_local_prompt_file_and_its_errors(tmp_path):
+    import json
+
+    from safealign.evaluation.safety import file_prompts
+
+    good = tmp_path / "p.jsonl"
+    good.write_text(json.dumps({"prompt": "q1", "category": "weapons"}) + "\n" + json.dumps({"prompt": "q2"}) + "\n")
+    assert file_prompts(str(good)) == [{"prompt": "q1", "categories": ["weapons"]}, {"prompt": "q2", "categories": []}]
+    csv = tmp_path / "p.csv"
+    csv.write_text("prompt,category\nq1,fraud\n,fraud\n")
+    with pytest.raises(SafeAlignError, match=r"p.csv:2: prompt: missing or empty"):
+        file_prompts(str(csv))
