@@ -154,3 +154,28 @@ def test_evaluate_all_cli_then_report(tiny_base, run_dir, tmp_path, capsys):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     md = (out / "report.md").read_text()
     assert "| aligned |" in md and "## MT-Bench by category" in md and "generation_tokens_per_s" in md
+
+
+def test_helpful_rm_mean_score_and_win_rate_vs_base(tiny_base, run_dir, tmp_path):
+    import shutil
+
+    from safealign.models.loading import load_score_model, load_tokenizer
+
+    rm = tmp_path / "helpful_rm"
+    tok = load_tokenizer(str(tiny_base))
+    load_score_model(str(tiny_base), pad_token_id=tok.pad_token_id).save_pretrained(rm)
+    tok.save_pretrained(rm)
+    copy = tmp_path / "copy_of_base"
+    shutil.copytree(tiny_base, copy)  # another path, same weights: every comparison is a tie
+    cfg = _cfg(run_dir, judge="cost-model", cost_model_path=str(rm), helpful_rm_path=str(rm),
+               helpful_base_model=str(tiny_base), max_safety_prompts=4, max_helpful_prompts=5)
+    res = evaluate_model(cfg, "copy", str(copy), "safety", tmp_path / "out")
+    h = res["helpfulness"]
+    assert h["judge"] == "helpful-rm" and h["n"] == 5
+    assert h["win_rate"] == 0.5 and h["helpfulness"] == 0.5 and h["mean_score"] == pytest.approx(h["base_mean_score"])
+    assert (tmp_path / "out" / ".cache" / "base_generation.jsonl").is_file()
+    assert res["safety"]["judge"] == "cost-model"
+    from safealign.evaluation.report import build_report
+
+    rep = build_report(tmp_path / "out")
+    assert list(rep["models"]) == ["copy"] and rep["models"]["copy"]["helpfulness_judge"] == "helpful-rm"

@@ -76,7 +76,9 @@ def _rm_helpfulness(cfg, name, model_path, prompts, answers, model_dir, run_dir,
     base = cfg.helpful_base_model or str(Path(run_dir) / "models" / "base")
     same = Path(str(model_path)).exists() and Path(base).resolve() == Path(str(model_path)).resolve()
     if not same:
-        base_answers = generate(base, prompts, cache_path=model_dir / "cache" / "base_generation.jsonl",
+        # Shared by every model of this results folder (keys hold the base's fingerprint): a sweep answers
+        # the base's prompts once, not once per grid point.
+        base_answers = generate(base, prompts, cache_path=model_dir.parent / ".cache" / "base_generation.jsonl",
                                 desc=f"{name}: base answers", **gen)
         base_scores = score_pairs(model, tok, prompts, base_answers, desc="base: helpful RM")
         wins = sum(1.0 if s > b else 0.5 if s == b else 0.0 for s, b in zip(scores, base_scores))

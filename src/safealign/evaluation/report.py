@@ -65,7 +65,9 @@ def build_report(results_dir, out_dir=None, base_name: str = "base", run_dir=Non
     results_dir = Path(results_dir)
     out_dir = Path(out_dir or results_dir)
     models = {}
-    for folder in sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() else []:
+    folders = sorted(p for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if results_dir.is_dir() else []
+    for folder in folders:
         entry = collect_model(folder)
         if entry is not None:
             models[folder.name] = entry
