@@ -153,3 +153,13 @@ def test_warmup_trains_the_base_on_the_more_helpful_answers(tmp_path):
     unsafe = sum(not r[f"is_response_{r['better_response_id']}_safe"] for r in rows) / len(rows)
     print(f"unsafe share of the warm-up answers to harmful prompts: {unsafe:.2f}")
     assert unsafe > 0.5
+
+
+def test_bf16_is_dropped_without_cuda():
+    from safealign.config import load_config
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg = load_config(None, ["sft.bf16=true", "distill.bf16=true"])
+    assert cfg.section("sft").bf16 is False and cfg.section("distill").bf16 is False
+    assert load_config(None, []).section("sft").bf16 is False

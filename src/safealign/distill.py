@@ -76,7 +76,7 @@ class DistillConfig(transformers.TrainingArguments):
     eval_strategy: str = "epoch"
     save_strategy: str = "epoch"
     save_total_limit: int | None = 2
-    bf16: bool = False  # on only where CUDA supports it (run_sft decides)
+    bf16: bool | None = None  # None: on where CUDA supports it; true is dropped (with a warning) elsewhere
 
     def __post_init__(self):
         positive = ("num_prompts", "samples_per_prompt", "max_new_tokens", "generation_batch_size", "max_length",
@@ -103,6 +103,9 @@ class DistillConfig(transformers.TrainingArguments):
             raise ConfigError(f"learning_rate: must be > 0 (got {self.learning_rate})")
         if self.max_prompt_length is not None and not 0 < self.max_prompt_length < self.max_length:
             raise ConfigError(f"max_prompt_length: must be in (0, max_length) (got {self.max_prompt_length})")
+        from .sft import resolve_bf16
+
+        resolve_bf16(self)
         super().__post_init__()
 
 

@@ -45,7 +45,7 @@ class SFTStageConfig(transformers.TrainingArguments):
     eval_strategy: str = "epoch"
     save_strategy: str = "epoch"
     save_total_limit: int | None = 2
-    bf16: bool = False  # turned on only on CUDA with bf16 support (see `prepare_args`)
+    bf16: bool | None = None  # None: on where CUDA supports it; true is dropped (with a warning) elsewhere
     output_dir: str | None = None  # checkpoints; default <run dir>/checkpoints/sft
 
     def __post_init__(self):
@@ -57,7 +57,21 @@ class SFTStageConfig(transformers.TrainingArguments):
             raise ConfigError(f"max_train_examples: must be > 0 (got {self.max_train_examples})")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate: must be > 0 (got {self.learning_rate})")
+        resolve_bf16(self)
         super().__post_init__()
+
+
+def resolve_bf16(args) -> None:
+    """bf16 only where CUDA supports it, so one YAML (the real recipe's `bf16: true`) loads on a CPU machine
+    too; None means "where supported". Called before TrainingArguments' own checks, which reject bf16 on CPU."""
+    import torch
+
+    ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not getattr(args, "use_cpu", False)
+    if args.bf16 is None:
+        args.bf16 = ok
+    elif args.bf16 and not ok:
+        log.warning("bf16: no CUDA device with bf16 support here; training in float32")
+        args.bf16 = False
 
 
 # --------------------------------------------------------------------------- data
@@ -220,7 +234,7 @@ def run_sft(train_examples: Sequence[dict], val_examples: Sequence[dict] | None,
 
         model = apply_lora(model, model_cfg.lora_r, model_cfg.lora_alpha, model_cfg.lora_dropout,
                            model_cfg.lora_target_modules)
-    if args.activation_checkpointing:
+    if getattr(args, "activation_checkpointing", None) or getattr(args, "gradient_checkpointing", False):
         model.config.use_cache = False
 
     train_ds = EncodedDataset(train_examples, tokenizer, max_length, max_prompt_length, source="train examples")
