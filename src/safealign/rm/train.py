@@ -78,7 +78,10 @@ def _load_model(cfg, rc: RewardConfig, data_dir: Path):
     base = rc.model_name_or_path or _ensure_base_locked(cfg, data_dir)
     revision = None if rc.model_name_or_path else mc.revision
     tokenizer = load_tokenizer(base, revision=revision, trust_remote_code=mc.trust_remote_code)
-    model = load_score_model(base, revision=revision, dtype=mc.dtype, trust_remote_code=mc.trust_remote_code,
+    # Full fine-tuning keeps float32 master weights (bf16 runs as autocast, `bf16: true` on CUDA): AdamW
+    # updates in bf16 weights lose most small steps. LoRA trains float32 adapters over a frozen bf16 base.
+    dtype = "float32" if mc.dtype == "auto" and not (rc.use_lora or mc.load_in_4bit) else mc.dtype
+    model = load_score_model(base, revision=revision, dtype=dtype, trust_remote_code=mc.trust_remote_code,
                              load_in_4bit=mc.load_in_4bit, attn_implementation=mc.attn_implementation,
                              pad_token_id=tokenizer.pad_token_id)
     model.config.use_cache = False
