@@ -58,7 +58,7 @@ class RewardConfig(TrainingArguments):
         import torch
 
         if self.bf16 is None:
-            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+            self.bf16 = bool(not self.use_cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator (warns on every eval otherwise)
         if self.report_to is None:
