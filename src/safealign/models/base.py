@@ -26,6 +26,20 @@ def ensure_base_model(cfg, data_dir: str | Path | None = None) -> str:
     path = Path(base_model_path(cfg))
     if not model.is_tiny or (path / "config.json").is_file():
         return str(path)
+    # Stages may start together (helpful and harmless RM in two processes): one builds, the others wait,
+    # so nobody reads the folder while it is being replaced.
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / ".base.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / "config.json").is_file():
+            _build_tiny(cfg, path, data_dir)
+    return str(path)
+
+
+def _build_tiny(cfg, path: Path, data_dir) -> None:
+    model = cfg.section("model")
     from ..data.toy_world import generate_toy_world, toy_corpus
     from ..fileio import read_jsonl
     from .tiny import make_tiny_base
@@ -34,7 +48,6 @@ def ensure_base_model(cfg, data_dir: str | Path | None = None) -> str:
     rows = read_jsonl(train) if train.is_file() else generate_toy_world(**_toy_kwargs(cfg))
     log.info("building the tiny %s base model at %s", model.tiny_architecture, path)
     make_tiny_base(path, toy_corpus(rows), model, seed=cfg.section("run").seed)
-    return str(path)
 
 
 def _toy_kwargs(cfg) -> dict:

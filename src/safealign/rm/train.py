@@ -16,6 +16,7 @@ from pathlib import Path
 from ..config import build_dataclass, save_resolved
 from ..errors import ConfigError, SafeAlignError
 from ..fileio import atomic_path, write_json, write_text
+from ..models.base import ensure_base_model
 from .config import RewardConfig
 from .data import DIMENSIONS, RewardCollator, RewardDataset, pair_examples, single_examples
 
@@ -54,28 +55,11 @@ def _resume_arg(resume: str | None, checkpoint_dir: Path):
     return resume
 
 
-def _ensure_base_locked(cfg, data_dir: Path) -> str:
-    """ensure_base_model under a file lock: the helpful and the harmless run may start together, and the
-    second must not replace the tiny base folder while the first is reading it."""
-    import fcntl
-
-    from ..models.base import ensure_base_model
-
-    lock = cfg.section("run").directory / "models" / ".base.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            return ensure_base_model(cfg, data_dir)
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _load_model(cfg, rc: RewardConfig, data_dir: Path):
     from ..models.loading import apply_lora, count_parameters, load_score_model, load_tokenizer
 
     mc = cfg.section("model")
-    base = rc.model_name_or_path or _ensure_base_locked(cfg, data_dir)
+    base = rc.model_name_or_path or ensure_base_model(cfg, data_dir)
     revision = None if rc.model_name_or_path else mc.revision
     tokenizer = load_tokenizer(base, revision=revision, trust_remote_code=mc.trust_remote_code)
     # Full fine-tuning keeps float32 master weights (bf16 runs as autocast, `bf16: true` on CUDA): AdamW
