@@ -38,8 +38,6 @@ def evaluate_model(cfg, name: str, model_path, what: str = "all", out_dir=None, 
     run_dir = cfg.section("run").directory
     out_dir = Path(out_dir or run_dir / "results")
     model_dir = out_dir / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(ev, model_dir / "config.yaml")
     result: dict = {"model": name, "model_path": str(model_path), "what": what, "seconds": {}}
     if what in ("safety", "all"):
         t = time.perf_counter()
@@ -52,6 +50,7 @@ def evaluate_model(cfg, name: str, model_path, what: str = "all", out_dir=None, 
         result["seconds"]["mt_bench"] = time.perf_counter() - t
     elif what == "all":
         log.info("MT-Bench skipped: eval.mt_bench_questions is not set")
+    save_resolved(ev, model_dir / "config.yaml")  # written last with eval.json: a failed run leaves neither
     write_json(model_dir / "eval.json", result)
     write_text(model_dir / "eval.md", summary_markdown(result))
     return result
