@@ -121,3 +121,16 @@ def test_cli_without_a_teacher_fails_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
     assert "teacher model not found" in err[0] and "models/aligned" in err[0]
+
+
+def test_efficiency_runs_a_fixed_workload(tiny_base, tmp_path):
+    from safealign.efficiency import disk_bytes, measure_models
+
+    rows = measure_models({"a": str(tiny_base)}, ["How do I bake bread?", "Hi", "How do I steal a car?"],
+                          tmp_path, max_new_tokens=5, batch_size=2, repeats=2)
+    r = rows["a"]
+    assert r["generated_tokens"] == 3 * 5  # every prompt gets exactly max_new_tokens, early eos or not
+    assert r["tokens_per_second"] >= r["tokens_per_second_median"] > 0
+    assert r["disk_mb"] == pytest.approx(disk_bytes(tiny_base) / 2**20) and r["parameters"] > 0
+    assert (tmp_path / "a" / "efficiency.json").is_file() and "| a |" in (tmp_path / "efficiency.md").read_text()
+    assert disk_bytes(tmp_path / "no-such-model") is None

@@ -21,11 +21,20 @@ from typing import Sequence
 from .fileio import write_json, write_text
 
 
-def disk_bytes(path: str | os.PathLike) -> int:
-    """Total size of the files of a model folder (weights, tokenizer, configs)."""
+def disk_bytes(path: str | os.PathLike) -> int | None:
+    """Total size of the files of a model folder (weights, tokenizer, configs); for a Hub id, of its snapshot
+    in the local Hub cache (None when it is not there)."""
     p = Path(path)
     if p.is_file():
         return p.stat().st_size
+    if not p.exists():
+        try:
+            from huggingface_hub import snapshot_download
+
+            p = Path(snapshot_download(str(path), local_files_only=True))
+        except Exception:  # noqa: BLE001 - not a cached Hub id: size unknown
+            return None
+    # Hub snapshots hold symlinks to blobs: stat() follows them to the real sizes.
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
 
 
@@ -108,7 +117,7 @@ def measure_efficiency(model_path: str | os.PathLike, prompts: Sequence[str], *,
     result = {
         "model_path": str(model_path),
         "parameters": total,
-        "disk_mb": disk_bytes(model_path) / 2**20,
+        "disk_mb": (lambda b: None if b is None else b / 2**20)(disk_bytes(model_path)),
         "tokens_per_second": new_tokens / seconds if seconds > 0 else None,
         "generated_tokens": new_tokens,
         "generation_seconds": seconds,
@@ -149,7 +158,8 @@ def efficiency_markdown(rows: dict[str, dict]) -> str:
         rel_p = r["parameters"] / ref["parameters"] if ref.get("parameters") else float("nan")
         rel_s = (r["tokens_per_second"] / ref["tokens_per_second"]
                  if ref.get("tokens_per_second") and r.get("tokens_per_second") else float("nan"))
-        lines.append(f"| {name} | {r['parameters']:,} | {r['disk_mb']:.2f} | {r['tokens_per_second']:.1f} | "
+        disk = "–" if r["disk_mb"] is None else f"{r['disk_mb']:.2f}"
+        lines.append(f"| {name} | {r['parameters']:,} | {disk} | {r['tokens_per_second']:.1f} | "
                      f"{r['peak_memory_mb']:.1f} | {rel_p:.2f}x | {rel_s:.2f}x |")
     if names:
         r = rows[names[0]]
@@ -168,7 +178,7 @@ def measure_models(models: dict[str, str], prompts: Sequence[str], results_dir: 
     if models:
         # One-time costs (library imports, allocator pools) must not be charged to whichever model comes
         # first: warm up on the smallest model (cheap) and discard the figures.
-        smallest = min(models.values(), key=lambda p: disk_bytes(p) if Path(p).exists() else float("inf"))
+        smallest = min(models.values(), key=lambda p: disk_bytes(p) or float("inf"))
         measure_efficiency(smallest, list(prompts)[:2], max_new_tokens=2, batch_size=2, repeats=1)
     for name, path in tqdm(list(models.items()), desc="efficiency", unit="model"):
         rows[name] = measure_efficiency(path, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
