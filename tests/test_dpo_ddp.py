@@ -20,10 +20,10 @@ cfg = load_config(sys.argv[1])
 summary = run_train_dpo(cfg)
 world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
 assert world == int(os.environ.get("WORLD_SIZE", "1")), (world, os.environ.get("WORLD_SIZE"))
-if int(os.environ.get("RANK", "0")) == 0:
-    with open(sys.argv[2], "w") as fh:
-        json.dump({"world_size": world, "args_world_size": summary["world_size"],
-                   "lambda": summary["lambda_trajectory"]}, fh)
+rank = int(os.environ.get("RANK", "0"))
+with open(sys.argv[2] if rank == 0 else sys.argv[2] + f".rank{rank}", "w") as fh:
+    json.dump({"world_size": world, "args_world_size": summary["world_size"],
+               "lambda": summary["lambda_trajectory"]}, fh)
 '''
 SETTINGS = dict(max_steps=5, save_strategy="no", eval_strategy="no", cost_threshold=-20.0, lambda_lr=0.05,
                 learning_rate=2e-3)
@@ -52,6 +52,8 @@ def test_two_process_ddp_matches_single_process(tmp_path, tiny_base):
         results[name]["state"] = json.loads((tmp_path / name / "models" / "aligned" / "train_summary.json").read_text())
     assert results["ddp"]["world_size"] == 2 and results["ddp"]["args_world_size"] == 2
     assert results["single"]["world_size"] == 1
+    rank1 = json.loads((tmp_path / "ddp.json.rank1").read_text())
+    assert rank1["lambda"] == results["ddp"]["lambda"]  # λ identical on every rank (J_C all-reduced)
     lam_s, lam_d = results["single"]["lambda"], results["ddp"]["lambda"]
     assert len(lam_s) == len(lam_d) == 5
     for a, b in zip(lam_s, lam_d):

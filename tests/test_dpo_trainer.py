@@ -152,3 +152,32 @@ def test_checkpoints_are_complete_and_atomic(run, tmp_path):
     assert resolve_checkpoint(out, "latest").endswith("checkpoint-4")
     with pytest.raises(SafeAlignError, match="not a complete"):
         resolve_checkpoint(out, os.path.join(out, "checkpoint-8"))
+
+
+def test_a_save_that_dies_midway_leaves_no_checkpoint(run):
+    trainer, ctx = run(max_steps=2, save_steps=1, eval_strategy="no")
+
+    def die(output_dir):  # the process "dies" after the weights and optimizer are written
+        raise KeyboardInterrupt("killed while saving")
+
+    trainer._save_rng_state = die
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    out = ctx["args"].output_dir
+    assert os.listdir(out) == [".staging"]  # the partial save is only in staging
+    with pytest.raises(SafeAlignError, match="no complete checkpoint"):
+        resolve_checkpoint(out, "latest")
+    trainer, ctx = run(max_steps=2, save_steps=1, eval_strategy="no")
+    trainer.train()  # a fresh start clears staging
+    assert sorted(os.listdir(out)) == ["checkpoint-1", "checkpoint-2"]
+
+
+def test_tensorboard_events_in_logs_dir(tmp_path, tiny_base, judges):
+    from safealign.config import Config
+
+    make_run(tmp_path, tiny_base, rm_root=judges)
+    cfg = make_cfg(tmp_path, tiny_base, judges, max_steps=2, save_strategy="no", eval_strategy="no")
+    raw = dict(cfg.raw, run=dict(cfg.raw["run"], report_to=["tensorboard"]))
+    trainer, ctx = build_trainer(Config(raw))
+    trainer.train()
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "logs" / "dpo").iterdir())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -69,8 +68,6 @@ def training_args(cfg, paths: dict) -> SafeDPOConfig:
     changes = {"output_dir": str(paths["checkpoints"]), "report_to": report or "none"}
     if "seed" not in raw:
         changes["seed"] = run.seed
-    if "tensorboard" in report:
-        os.environ["TENSORBOARD_LOGGING_DIR"] = str(paths["logs"])  # read by transformers' TensorBoardCallback
     return dataclasses.replace(d, **changes)
 
 
@@ -128,6 +125,9 @@ def build_trainer(cfg, data_dir=None, output_dir=None):
                                data_collator=PairCollator(tok.pad_token_id), processing_class=tok,
                                ref_model=ref_model, helpful_scorer=helpful_scorer, cost_scorer=cost_scorer,
                                prompts=[r["prompt"] for r in records["train"]])
+    for cb in trainer.callback_handler.callbacks:  # TensorBoard events go to <run>/logs/<stage>
+        if type(cb).__name__ == "TensorBoardCallback":
+            cb.logging_dir = str(paths["logs"])
     ctx = {"paths": paths, "args": args, "tokenizer": tok, "records": records, "cached": cached,
            "helpful_rm": helpful_path, "harmless_rm": harmless_path}
     return trainer, ctx
@@ -135,8 +135,6 @@ def build_trainer(cfg, data_dir=None, output_dir=None):
 
 def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None) -> dict:
     """Train the policy; returns the summary written to `<output>/train_summary.json`."""
-    import torch
-
     from .export import export_policy
 
     t0 = time.time()
