@@ -73,3 +73,31 @@ def test_missing_cost_model_is_a_clear_error(tmp_path, tiny_base, judges):
     cfg = make_cfg(tmp_path, tiny_base, judges, harmless_rm_path=str(tmp_path / "nope"))
     with pytest.raises(SafeAlignError, match="cost model not found"):
         build_trainer(cfg)
+
+
+def _cli(*args):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    return subprocess.run([sys.executable, "-m", "safealign.cli", "train-dpo", *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_errors_are_one_line(tmp_path, tiny_base, judges):
+    from test_dpo_common import toy_records, write_cfg, write_jsonl
+
+    make_run(tmp_path, tiny_base, rm_root=judges)
+    cfg = write_cfg(tmp_path / "c.yaml", make_cfg(tmp_path, tiny_base, judges))
+    proc = _cli("--config", str(cfg), "--resume")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith(
+        "error: --resume: no complete checkpoint found in"), proc.stderr[-2000:]
+    rows = toy_records(5)
+    del rows[2]["safer_response_id"]
+    write_jsonl(tmp_path / "data" / "train.jsonl", rows)
+    proc = _cli("--config", str(cfg))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'data' / 'train.jsonl'}:3: safer_response_id: missing"
+    assert not (tmp_path / "models" / "aligned").exists()
