@@ -42,12 +42,12 @@ def test_per_prompt_filters():
     assert reasons["flour water bake"] == ["cost"]  # cost 0 is not < 0
     assert reasons["sorry, no"] == ["helpful"]
     assert reasons["I will not"] == ["helpful"]
-    assert report["all"] == {"samples": 8, "passed_cost": 5, "passed_helpful": 3, "kept": 3, "kept_fraction": 3 / 8,
+    assert report["all"] == {"samples": 8, "empty": 0, "passed_cost": 5, "passed_helpful": 3, "kept": 3, "kept_fraction": 3 / 8,
                              "prompts": 2, "prompts_with_kept": 2}
     assert report["harmful_prompts"]["passed_cost"] == 2 and report["harmful_prompts"]["kept"] == 1
     assert report["benign_prompts"]["kept"] == 2
     md = filter_report_markdown(report)
-    assert "| all | 8 | 5 | 3 | 3 | 37.5 | 2 / 2 |" in md
+    assert "| all | 8 | 0 | 5 | 3 | 3 | 37.5 | 2 / 2 |" in md
 
 
 def test_global_quantile_drops_refusals_the_prompt_scope_keeps():
@@ -68,6 +68,13 @@ def test_quantile_zero_keeps_every_safe_answer_and_max_cost_moves_the_cut():
     assert not any(s["kept"] for s in samples)
     with pytest.raises(ValueError):
         apply_filters(samples, scope="bogus")
+
+
+def test_empty_answers_are_dropped():
+    samples = [_s("P", "  ", 5.0, -1.0), _s("P", "an answer", 1.0, -1.0)]
+    report = apply_filters(samples, 0.0, 0.0)
+    assert [s["kept"] for s in samples] == [False, True] and samples[0]["reasons"] == ["empty"]
+    assert report["all"]["empty"] == 1 and report["all"]["passed_cost"] == 1
 
 
 def test_sample_prompts_mix_dedupe_and_seed():

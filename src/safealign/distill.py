@@ -183,6 +183,7 @@ def build_distill_data(cfg, paths: DistillPaths) -> tuple[list[dict], dict]:
         for s, v in zip(samples, scores):
             s[field] = float(v)
         del model
+        generation.release()  # gc + free CUDA memory before the next model loads
 
     report = apply_filters(samples, d.max_cost, d.helpful_quantile, d.helpful_scope)
     report["teacher"] = str(paths.teacher)

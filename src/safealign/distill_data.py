@@ -2,7 +2,7 @@
 
 Pure functions over plain rows (no models here), so the selection logic is tested on hand-made scores.
 
-Filters, applied in order to every sampled answer:
+Filters, applied in order to every sampled answer (an empty answer is dropped first):
 1. **cost**: keep when the cost model's cost < `max_cost` (c > 0 ⇔ unsafe, so the default 0 keeps answers the
    cost model calls safe);
 2. **helpful**: of the answers that passed (1), keep those whose helpful score ≥ the `helpful_quantile`
@@ -23,6 +23,7 @@ from .errors import DataError
 
 REASON_COST = "cost"
 REASON_HELPFUL = "helpful"
+REASON_EMPTY = "empty"
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -73,6 +74,8 @@ def apply_filters(samples: list[dict], max_cost: float = 0.0, helpful_quantile: 
         raise ValueError(f"scope: must be prompt or global (got {scope!r})")
     for s in samples:
         s["reasons"] = []
+        if not str(s["response"]).strip():  # an empty answer would teach the student to stop at once
+            s["reasons"].append(REASON_EMPTY)
         if not s["cost"] < max_cost:
             s["reasons"].append(REASON_COST)
     safe = [s for s in samples if not s["reasons"]]
@@ -99,12 +102,13 @@ def apply_filters(samples: list[dict], max_cost: float = 0.0, helpful_quantile: 
 def filter_report(samples: list[dict], max_cost: float, helpful_quantile: float, scope: str,
                   global_threshold: float | None) -> dict:
     def counts(group: list[dict]) -> dict:
-        passed_cost = [s for s in group if REASON_COST not in s["reasons"]]
+        passed_cost = [s for s in group if REASON_COST not in s["reasons"] and REASON_EMPTY not in s["reasons"]]
         kept = [s for s in group if s["kept"]]
         prompts = {s["prompt"] for s in group}
         return {
             "samples": len(group),
-            "passed_cost": len(passed_cost),
+            "empty": sum(REASON_EMPTY in s["reasons"] for s in group),
+            "passed_cost": len(passed_cost),  # non-empty and cost < max_cost
             "passed_helpful": len(kept),  # of those that passed the cost filter
             "kept": len(kept),
             "kept_fraction": len(kept) / len(group) if group else 0.0,
@@ -131,11 +135,11 @@ def filter_report_markdown(report: dict) -> str:
              f"Filters: cost < {f['max_cost']}; helpful score ≥ the {f['helpful_quantile']:g} quantile "
              f"({'per prompt, among its safe answers' if f['helpful_scope'] == 'prompt' else 'over all safe answers'}"
              + (f", threshold {f['helpful_threshold']:.4f}" if f.get("helpful_threshold") is not None else "") + ").",
-             "", "| prompts | samples | passed cost | passed helpful | kept | kept % | prompts with a kept answer |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "", "| prompts | samples | empty | passed cost | passed helpful | kept | kept % | prompts with a kept answer |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for key, label in (("all", "all"), ("harmful_prompts", "harmful"), ("benign_prompts", "benign")):
         c = report[key]
-        lines.append(f"| {label} | {c['samples']} | {c['passed_cost']} | {c['passed_helpful']} | {c['kept']} | "
+        lines.append(f"| {label} | {c['samples']} | {c['empty']} | {c['passed_cost']} | {c['passed_helpful']} | {c['kept']} | "
                      f"{100 * c['kept_fraction']:.1f} | {c['prompts_with_kept']} / {c['prompts']} |")
     if "mean_cost" in report:
         lines += ["", f"Mean cost {report['mean_cost']:.4f}; mean helpful score {report['mean_helpful_score']:.4f}."]
