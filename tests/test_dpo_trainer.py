@@ -144,7 +144,7 @@ def test_checkpoints_are_complete_and_atomic(run, tmp_path):
     assert sorted(os.listdir(out)) == ["checkpoint-2", "checkpoint-4"]  # no staging leftovers
     files = set(os.listdir(os.path.join(out, "checkpoint-4")))
     assert {"model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json",
-            "safealign_state.json"} <= files
+            "safealign_state.json", "config.yaml"} <= files
     assert resolve_checkpoint(out, "latest").endswith("checkpoint-4")
     # a save killed before its rename leaves only staging; a folder without the λ state is not complete
     os.makedirs(os.path.join(out, ".staging", "checkpoint-6"))

@@ -124,7 +124,8 @@ def build_trainer(cfg, data_dir=None, output_dir=None):
                                eval_dataset=PairDataset(feats["val"]) if "val" in feats else None,
                                data_collator=PairCollator(tok.pad_token_id), processing_class=tok,
                                ref_model=ref_model, helpful_scorer=helpful_scorer, cost_scorer=cost_scorer,
-                               prompts=[r["prompt"] for r in records["train"]])
+                               prompts=[r["prompt"] for r in records["train"]],
+                               run_config=cfg.to_dict(["run", "model", "dpo"]))
     for cb in trainer.callback_handler.callbacks:  # TensorBoard events go to <run>/logs/<stage>
         if type(cb).__name__ == "TensorBoardCallback":
             cb.logging_dir = str(paths["logs"])

@@ -59,8 +59,9 @@ class SafeMMDPOTrainer(Trainer):
     """
 
     def __init__(self, *args, ref_model=None, helpful_scorer=None, cost_scorer=None, prompts=None,
-                 **kwargs):
+                 run_config: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.run_config = run_config  # resolved sections written into each checkpoint as config.yaml
         self.model_accepts_loss_kwargs = False  # our loss is a per-pair mean: let Trainer divide by GA
         self.ref_model = ref_model
         self.helpful_scorer = helpful_scorer
@@ -281,6 +282,12 @@ class SafeMMDPOTrainer(Trainer):
             st = LagrangeState.from_dict(self.lagrange.to_dict())
             st.jc_sum, st.jc_count = total, int(count)
             st.save(staged)
+            if self.run_config is not None:
+                import yaml
+
+                from ..fileio import write_text
+
+                write_text(os.path.join(staged, "config.yaml"), yaml.safe_dump(self.run_config, sort_keys=False))
             if self.state.best_model_checkpoint == staged:
                 self.state.best_model_checkpoint = final
                 self.state.save_to_json(os.path.join(staged, "trainer_state.json"))
