@@ -34,7 +34,8 @@ import common  # noqa: E402
 CONFIGS = ("safe_mm_dpo", "dpo", "safe_mm_dpo_online", "trl_dpo", "trl_dpo_precompute", "safe_mm_dpo_fix")
 SAFEALIGN = {"safe_mm_dpo": ("safe_mm_dpo", True), "dpo": ("dpo", True),
              "safe_mm_dpo_online": ("safe_mm_dpo", False), "safe_mm_dpo_fix": ("safe_mm_dpo", True)}
-# (numerator, denominator, metric, target, "le" = ratio must be ≤ target)
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# (numerator, denominator, metric, target): the ratio must be ≤ target
 TARGETS = [
     ("safe_mm_dpo", "dpo", "step_s", 1.05), ("safe_mm_dpo", "dpo", "mem", 1.05),
     ("safe_mm_dpo", "safe_mm_dpo_online", "step_s", 0.5), ("safe_mm_dpo", "safe_mm_dpo_online", "mem", 0.5),
@@ -58,7 +59,9 @@ def parse_args(argv):
     ap.add_argument("--warmup", type=int, default=None, help="discarded steps per worker (default 2)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per worker (default 4)")
     ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
-    ap.add_argument("--threads", type=int, default=2, help="torch threads in each worker")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads in each worker")
+    ap.add_argument("--lora", action="store_true", help="LoRA r=16 on all linear layers (policy); the online "
+                    "reference is then the policy with its adapter disabled, as in `safealign train-dpo`")
     ap.add_argument("--out", default=None, help="write the aggregated JSON here")
     ap.add_argument("--profile", action="store_true", help="torch.profiler over the timed steps: top ops per config")
     # internal (worker) flags
@@ -124,13 +127,14 @@ def _step_timer():
 
     class StepTimer(TrainerCallback):
         def __init__(self):
-            self.times, self._t0 = [], None
+            self.times, self.cpu_times, self._t0, self._c0 = [], [], None, None
 
         def on_step_begin(self, args, state, control, **kw):
-            self._t0 = _t.perf_counter()
+            self._t0, self._c0 = _t.perf_counter(), _t.process_time()
 
         def on_step_end(self, args, state, control, **kw):
             self.times.append(_t.perf_counter() - self._t0)
+            self.cpu_times.append(_t.process_time() - self._c0)
 
     return StepTimer()
 
@@ -181,9 +185,13 @@ def worker(a) -> dict:
                                 max_length=max_length, max_prompt_length=max_prompt, name=algorithm)
         feats = tokenize_records(records, tok, max_length, max_prompt, cached, keep_text=not pre)
         policy = load_causal_lm(paths["policy"], dtype="float32")
+        if a.lora:
+            from safealign.models.loading import apply_lora
+
+            policy = apply_lora(policy, r=16, alpha=32, dropout=0.0, target_modules=LORA_TARGETS)
         extra = {}
-        if not pre:  # online: reference and both judges resident
-            extra = dict(ref_model=load_causal_lm(paths["policy"], dtype="float32"),
+        if not pre:  # online: reference (none with LoRA: the adapter is disabled instead) and both judges resident
+            extra = dict(ref_model=None if a.lora else load_causal_lm(paths["policy"], dtype="float32"),
                          helpful_scorer=load_scorer(paths["helpful_rm"], dtype="float32"),
                          cost_scorer=load_scorer(paths["harmless_rm"], dtype="float32"))
         trainer = SafeMMDPOTrainer(model=policy, args=args, train_dataset=PairDataset(feats),
@@ -203,7 +211,14 @@ def worker(a) -> dict:
         # ref_model=None: TRL loads the reference from the policy's saved path (defaults), or, with
         # precompute_ref_log_probs, runs the policy itself over the data once before training.
         policy = AutoModelForCausalLM.from_pretrained(paths["policy"], dtype=torch.float32)
-        trainer = DPOTrainer(model=policy, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+        peft_config = None
+        if a.lora:
+            from peft import LoraConfig
+
+            peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=LORA_TARGETS,
+                                     task_type="CAUSAL_LM")
+        trainer = DPOTrainer(model=policy, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                             peft_config=peft_config)
     init_s = time.perf_counter() - t0
     timer = _step_timer()
     trainer.add_callback(timer)
@@ -217,7 +232,7 @@ def worker(a) -> dict:
     else:
         trainer.train()
     times = timer.times[a.warmup:]
-    res = {"profile": top, "config": a.worker, "step_times": times, "init_s": init_s, **common.memory_reading(baseline),
+    res = {"profile": top, "config": a.worker, "step_times": times, "step_cpu_times": timer.cpu_times[a.warmup:], "init_s": init_s, **common.memory_reading(baseline),
            "policy_params": common.param_count(policy)}
     return res
 
@@ -230,17 +245,22 @@ def aggregate(a, setup_info: dict, runs: dict) -> dict:
         st = common.summarize(times)
         mem = [r["peak_mem_mb"] for r in rs]
         added = [r.get("added_mem_mb") for r in rs if r.get("added_mem_mb") is not None]
-        configs[c] = {"step_s": st, "samples_per_s": a.batch / st["median"] if st.get("median") else None,
+        cpu = common.summarize([t for r in rs for t in r.get("step_cpu_times", [])])
+        configs[c] = {"step_s": st, "step_cpu_s": cpu, "samples_per_s": a.batch / st["median"] if st.get("median") else None,
                       "peak_mem_mb": max(mem), "added_mem_mb": max(added) if added else None,
                       "baseline_rss_mb": min(r.get("baseline_rss_mb", 0) for r in rs),
                       "memory_kind": rs[0]["memory_kind"], "init_s": common.summarize([r["init_s"] for r in rs]),
                       "per_round_median_s": [common.summarize(r["step_times"])["median"] for r in rs]}
     ratios = []
-    for num, den, metric, target in TARGETS:
+    targets = []
+    for num, den, metric, target in TARGETS:  # every time ratio on both clocks: wall and process CPU time
+        targets += [(num, den, "step_cpu_s", target), (num, den, metric, target)] if metric == "step_s" else \
+            [(num, den, metric, target)]
+    for num, den, metric, target in targets:
         if num not in configs or den not in configs:
             continue
-        if metric == "step_s":
-            value = configs[num]["step_s"]["median"] / configs[den]["step_s"]["median"]
+        if metric in ("step_s", "step_cpu_s"):
+            value = configs[num][metric]["median"] / configs[den][metric]["median"]
         else:  # memory the configuration added over the interpreter + libraries (CPU), or CUDA peak (GPU)
             key = "added_mem_mb" if configs[num]["added_mem_mb"] is not None else "peak_mem_mb"
             value = configs[num][key] / configs[den][key]
@@ -254,17 +274,20 @@ def aggregate(a, setup_info: dict, runs: dict) -> dict:
 def markdown(res: dict) -> str:
     a = res["args"]
     s = res["setup"]
-    head = (f"Policy: Llama, {s['policy_params'] / 1e6:.1f}M parameters ({a['size']}); {a['batch']} pairs/step, "
+    head = (f"Policy: Llama, {s['policy_params'] / 1e6:.1f}M parameters ({a['size']}"
+            f"{', LoRA r=16 on all linear layers' if a.get('lora') else ', full fine-tuning'}); {a['batch']} pairs/step, "
             f"prompt {a['prompt_len']} + response {a['response_len']} tokens (+ template); {a['rounds']} rounds × "
             f"{a['steps']} timed steps after {a['warmup']} warm-up; memory = "
             f"{next(iter(res['configs'].values()))['memory_kind']}.")
     rows = []
     for c, v in res["configs"].items():
         st = v["step_s"]
-        rows.append([c, st["median"], f"{st['p25']:.3g}–{st['p75']:.3g}", st["n"], v["samples_per_s"],
+        cpu = v.get("step_cpu_s") or {}
+        rows.append([c, st["median"], f"{st['p25']:.3g}–{st['p75']:.3g}", cpu.get("median"),
+                     f"{cpu['p25']:.3g}–{cpu['p75']:.3g}" if cpu.get("n") else "–", st["n"], v["samples_per_s"],
                      v["peak_mem_mb"], v["added_mem_mb"], v["init_s"]["median"]])
-    t1 = common.md_table(["config", "step s (median)", "IQR", "n", "samples/s", "peak MiB", "added MiB",
-                          "init s"], rows)
+    t1 = common.md_table(["config", "step wall s (median)", "wall IQR", "step CPU s (median)", "CPU IQR", "n",
+                          "samples/s (wall)", "peak MiB", "added MiB", "init s"], rows)
     rr = [[r["ratio"], r["metric"], r["value"], "≤ " + str(r["target_le"]) if r["target_le"] is not None else "–",
            {True: "yes", False: "**no**", None: "–"}[r["met"]]] for r in res["ratios"]]
     t2 = common.md_table(["ratio", "metric", "value", "target", "met"], rr)
@@ -278,6 +301,8 @@ def run(a) -> dict:
              str(a.response_len), "--warmup", str(a.warmup), "--steps", str(a.steps), "--threads", str(a.threads)]
     if a.vary:
         flags.append("--vary")
+    if a.lora:
+        flags.append("--lora")
     if a.profile:
         flags.append("--profile")
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:

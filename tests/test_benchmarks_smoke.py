@@ -1,0 +1,101 @@
+"""Smoke tests of benchmarks/: every script runs at its smallest sizes and reports its figures.
+
+No timing assertions: the targets are for the scripts' real runs (docs/benchmarks.md), not for tests.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import common  # noqa: E402
+import patches  # noqa: E402
+
+
+def test_response_only_logits_patch_matches_sequence_logps():
+    from safealign.dpo.data import pad_sequences, sequence_logps
+
+    tok = common.build_tokenizer(300)
+    model = common.build_llama(tok, common.SIZES["quick"])
+    seqs = [list(range(20, 20 + n)) for n in (12, 20, 7)]
+    ids, attn, resp = pad_sequences(seqs, [5, 9, 3], tok.pad_token_id)  # right padding, different prompts
+    want = sequence_logps(model, ids, attn, resp)
+    got = patches.response_only_sequence_logps(model, ids, attn, resp)
+    assert torch.allclose(want[0], got[0], atol=1e-4)
+    assert torch.equal(want[1], got[1])
+    got[0].sum().backward()  # gradients flow through the kept logits
+    assert model.lm_head.weight.grad is not None or model.model.embed_tokens.weight.grad is not None
+
+
+def test_tokenizer_lengths_are_exact():
+    tok = common.build_tokenizer(300)
+    rec = common.synthetic_records(1, 7, 5, 300)[0]
+    assert len(tok(rec["response_0"], add_special_tokens=False)["input_ids"]) == 5
+    assert tok.unk_token_id not in tok.apply_chat_template([{"role": "user", "content": rec["prompt"]}],
+                                                           tokenize=True, add_generation_prompt=True)
+    lens = common.skewed_lengths(200, 64, median=16)
+    assert min(lens) >= 8 and max(lens) <= 64
+
+
+def test_summarize():
+    s = common.summarize([3.0, 1.0, 2.0, 4.0])
+    assert s["median"] == 2.5 and s["min"] == 1.0 and s["max"] == 4.0 and s["n"] == 4
+
+
+def test_precompute_and_generate_quick(capsys):
+    import bench_generate
+    import bench_precompute
+
+    res = bench_precompute.run(bench_precompute.parse_args(["--quick"]))
+    for name in ("reference", "scoring"):
+        p = res["passes"][name]
+        assert p["length_sorted"]["tokens_per_s"] > 0 and p["unsorted"]["tokens_per_s"] > 0
+        assert p["max_abs_diff"] < 1e-3  # batching changes speed, not the numbers
+    assert "speedup" in res["markdown"]
+    gen = bench_generate.run(bench_generate.parse_args(["--quick"]))
+    assert gen["variants"]["hf_batched"]["samples_per_s"] > 0
+    assert gen["variants"]["hf_one_at_a_time"]["new_tokens"] > 0
+    assert "samples/s" in capsys.readouterr().out
+
+
+def test_train_step_quick(tmp_path):
+    import bench_train_step
+
+    out = tmp_path / "ts.json"
+    assert bench_train_step.main(["--quick", "--configs", "safe_mm_dpo,trl_dpo_precompute", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    for c in ("safe_mm_dpo", "trl_dpo_precompute"):
+        assert res["configs"][c]["step_s"]["median"] > 0
+        assert res["configs"][c]["peak_mem_mb"] > 0
+    assert any(r["ratio"] == "safe_mm_dpo / trl_dpo_precompute" for r in res["ratios"])
+    assert "| safe_mm_dpo |" in res["markdown"]
+
+
+def test_gpu_script_tiny_on_cpu_with_oom_search(tmp_path):
+    out = tmp_path / "g.json"
+    cmd = [sys.executable, str(BENCH / "bench_gpu_mistral.py"), "--tiny", "--out", str(out), "--pairs", "8",
+           "--prompt-len", "8", "--response-len", "8", "--steps", "2", "--warmup", "1", "--max-pairs", "32",
+           "--simulate-oom-above", "6"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["seed_batch"]["pairs"] == 4  # 8 "did not fit": halved
+    assert res["seed_batch"]["tokens_per_s"] > 0
+    assert res["max_pairs_fit"] == 6 and res["max_pairs_first_oom"] == 7
+    assert res["phases_done"] == ["seed_batch", "max_batch"]
+
+
+@pytest.mark.parametrize("only", ["generate"])
+def test_run_all_writes_json_and_markdown(tmp_path, only):
+    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--quick", "--only", only, "--out-dir",
+                           str(tmp_path), "--machine", "smoke"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rep = json.loads((tmp_path / "smoke.json").read_text())
+    assert rep["results"][only]["variants"]
+    assert "## Generation" in (tmp_path / "smoke.md").read_text()
