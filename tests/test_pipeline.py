@@ -187,3 +187,41 @@ def test_missing_module_fails_clearly():
         _entry("x", "safealign.not_there", "run")
     with pytest.raises(SafeAlignError, match="safealign.fileio.nope is not built yet"):
         _entry("x", "safealign.fileio", "nope")
+
+
+def test_launcher_runs_a_training_stage_in_a_child_process(ci_run):
+    """`pipeline.launcher` (accelerate launch / torchrun on GPUs) here is plain python: same CLI, same outputs."""
+    d = ci_run["dir"]
+    weights = d / "models" / "aligned_dpo" / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    state = run_pipeline(cfg_for(d, "eval.max_new_tokens=12", f"pipeline.launcher={sys.executable}"),
+                         only_stage="dpo_dpo")
+    rec = state["stages"]["dpo_dpo"]
+    assert rec["status"] == "done" and rec["result"]["algorithm"] == "dpo"
+    assert weights.stat().st_mtime_ns != mtime
+    assert (d / "stage_configs" / "dpo_dpo.yaml").is_file()
+
+
+def test_sweep_end_to_end_and_resume(ci_run, capsys):
+    """Two grid points on the finished CI run: trained, evaluated on validation prompts, selected, written;
+    a second call trains nothing."""
+    from safealign.sweep import run_sweep
+
+    d = ci_run["dir"]
+    cfg = cfg_for(d, "sweep.lambda_init=[0.5, 2.0]", "sweep.w=[0.5]", "dpo.max_steps=2")
+    res = run_sweep(cfg)
+    out = d / "sweep"
+    assert [p["id"] for p in res["points"]] == ["lambda0.5_w0.5", "lambda2_w0.5"]
+    assert res["selection"]["best"] in {"lambda0.5_w0.5", "lambda2_w0.5"}
+    for f in ("sweep.json", "sweep.md", "sweep.png", "best.yaml", "points.jsonl"):
+        assert (out / f).is_file(), f
+    best = load_config(out / "best.yaml")  # a valid config, ready for the full training
+    chosen = next(p for p in res["points"] if p["id"] == res["selection"]["best"])
+    assert best.section("dpo").lambda_init == chosen["lambda_init"] and "sweep" not in best.raw
+    val = [json.loads(line) for line in (out / "val_view" / "data" / "test.jsonl").read_text().splitlines()]
+    val_prompts = {json.loads(line)["prompt"] for line in (d / "data" / "val.jsonl").read_text().splitlines()}
+    assert val and all(r["prompt"] in val_prompts for r in val)  # validation prompts, never the test split
+    capsys.readouterr()
+    again = run_sweep(cfg)
+    assert again["points"] == res["points"]
+    assert capsys.readouterr().out.count("skipped (already evaluated)") == 2

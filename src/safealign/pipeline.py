@@ -42,6 +42,9 @@ class PipelineConfig:
     ablations: list[str] = dataclasses.field(default_factory=list)
     evaluate: Literal["safety", "mt-bench", "all"] = "safety"
     resume: bool = True
+    # Multi-GPU: the reward-model and DPO stages run as `<launcher> -m safealign.cli train-... ` in a child
+    # process, e.g. "accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml"; None: in-process.
+    launcher: str | None = None
 
     def __post_init__(self):
         for i, algo in enumerate(self.ablations):
@@ -175,6 +178,9 @@ def build_plan(cfg) -> list[Stage]:
         out = models / f"{dim}_rm"
 
         def _rm(resume, dim=dim, out=out):
+            if pipe.launcher:
+                return _launch(cfg, pipe.launcher, f"{dim}_rm", ["train-rm", "--dimension", dim], data_dir, out,
+                               resume, out / "metrics.json")
             return _entry(f"{dim}_rm", "safealign.rm.train", "run_train_rm")(
                 cfg, dim, data_dir=str(data_dir), output_dir=str(out), resume=resume)
 
@@ -192,6 +198,9 @@ def build_plan(cfg) -> list[Stage]:
         aligned[algo] = out
 
         def _dpo(resume, scfg=scfg, out=out, name=name):
+            if pipe.launcher:
+                return _launch(scfg, pipe.launcher, name, ["train-dpo"], data_dir, out, resume,
+                               out / "train_summary.json")
             return _entry(name, "safealign.dpo.train", "run_train_dpo")(
                 scfg, data_dir=str(data_dir), output_dir=str(out), resume=resume)
 
@@ -245,6 +254,31 @@ def build_plan(cfg) -> list[Stage]:
     for st in stages:
         st.cfg = st.cfg or cfg
     return stages
+
+
+def _launch(cfg, launcher: str, stage: str, command: list[str], data_dir: Path, out: Path, resume: str | None,
+            summary: Path) -> dict:
+    """Run a training stage as `<launcher> -m safealign.cli <command> ...` (one process per GPU) with this
+    stage's exact config written next to run.json; returns the summary file the stage wrote."""
+    import shlex
+    import subprocess
+
+    import yaml
+
+    from .fileio import read_json, write_text
+
+    run_dir = cfg.section("run").directory
+    cfg_file = run_dir / "stage_configs" / f"{stage}.yaml"
+    write_text(cfg_file, yaml.safe_dump(cfg.raw, sort_keys=False))
+    argv = shlex.split(launcher) + ["-m", "safealign.cli", *command, "--config", str(cfg_file),
+                                    "--run-dir", str(run_dir), "--data-dir", str(data_dir), "--output", str(out)]
+    if resume:
+        argv += ["--resume", resume]
+    log.info("stage %s: %s", stage, shlex.join(argv))
+    code = subprocess.call(argv)
+    if code != 0:
+        raise SafeAlignError(f"stage {stage}: `{shlex.join(argv[:4])} ...` exited with code {code}")
+    return read_json(summary) if summary.is_file() else {}
 
 
 def _dpo_checkpoints(scfg, default: Path) -> Path:
