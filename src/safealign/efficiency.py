@@ -4,7 +4,8 @@ way for every model on the same machine so base, teacher and student compare.
 Throughput is measured on a fixed workload: the same prompts, greedy decoding, and exactly `max_new_tokens`
 new tokens per prompt (`min_new_tokens` equal to it, so a model that stops early does not look faster), after
 one untimed warm-up batch; the workload runs `repeats` times and the fastest run counts (on a shared
-machine other processes only ever slow a run down; the median is recorded too). Memory: on CUDA the peak of `torch.cuda.max_memory_allocated` over loading plus
+machine other processes only ever slow a run down; the median is recorded too). `measure_models` runs the
+repeats in rounds over the models, each model loaded afresh per round. Memory: on CUDA the peak of `torch.cuda.max_memory_allocated` over loading plus
 generation; on CPU the peak resident-set size over the same span minus the RSS before loading, sampled every
 few milliseconds by a background thread (the process-wide `ru_maxrss` cannot be reset between models).
 """
@@ -180,10 +181,23 @@ def measure_models(models: dict[str, str], prompts: Sequence[str], results_dir: 
         # first: warm up on the smallest model (cheap) and discard the figures.
         smallest = min(models.values(), key=lambda p: disk_bytes(p) or float("inf"))
         measure_efficiency(smallest, list(prompts)[:2], max_new_tokens=2, batch_size=2, repeats=1)
-    for name, path in tqdm(list(models.items()), desc="efficiency", unit="model"):
-        rows[name] = measure_efficiency(path, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                        repeats=repeats)
-        write_json(results_dir / name / "efficiency.json", rows[name])
+    # Rounds over the models (A B C, A B C, ...) rather than all repeats of one model in a row: a burst of
+    # load from other processes then slows every model alike instead of one of them.
+    runs: dict[str, list[dict]] = {name: [] for name in models}
+    bar = tqdm(total=repeats * len(models), desc="efficiency", unit="run")
+    for _ in range(repeats):
+        for name, path in models.items():
+            runs[name].append(measure_efficiency(path, prompts, max_new_tokens=max_new_tokens,
+                                                 batch_size=batch_size, repeats=1))
+            bar.update(1)
+    bar.close()
+    for name, results in runs.items():
+        speeds = sorted(r["tokens_per_second"] for r in results)
+        row = max(results, key=lambda r: r["tokens_per_second"])  # the fastest run (see the module docstring)
+        row.update(tokens_per_second_median=speeds[len(speeds) // 2], repeats=repeats,
+                   peak_memory_mb=max(r["peak_memory_mb"] for r in results))
+        rows[name] = row
+        write_json(results_dir / name / "efficiency.json", row)
     write_json(results_dir / "efficiency.json", rows)
     write_text(results_dir / "efficiency.md", efficiency_markdown(rows))
     return rows
