@@ -220,6 +220,7 @@ def worker(a) -> dict:
         trainer = DPOTrainer(model=policy, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                              peft_config=peft_config)
     init_s = time.perf_counter() - t0
+    stages = {"after_init_mb": common.current_rss_mb(), "peak_before_train_mb": common.peak_rss_mb()}
     timer = _step_timer()
     trainer.add_callback(timer)
     top = None
@@ -232,7 +233,8 @@ def worker(a) -> dict:
     else:
         trainer.train()
     times = timer.times[a.warmup:]
-    res = {"profile": top, "config": a.worker, "step_times": times, "step_cpu_times": timer.cpu_times[a.warmup:], "init_s": init_s, **common.memory_reading(baseline),
+    stages["after_train_mb"] = common.current_rss_mb()
+    res = {"profile": top, "config": a.worker, "rss_stages": stages, "step_times": times, "step_cpu_times": timer.cpu_times[a.warmup:], "init_s": init_s, **common.memory_reading(baseline),
            "policy_params": common.param_count(policy)}
     return res
 

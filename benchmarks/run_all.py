@@ -1,8 +1,9 @@
 """Run every benchmark and write `benchmarks/results/<machine>.json` plus a Markdown table beside it.
 
-    python benchmarks/run_all.py                 # the full CPU run (~15-25 min on 2 shared cores)
+    python benchmarks/run_all.py                 # the full CPU run (~30 min on 2 shared cores)
     python benchmarks/run_all.py --quick         # smoke run: tiny sizes, results to a temp folder
     python benchmarks/run_all.py --only precompute,generate --machine my-laptop
+    python benchmarks/run_all.py --only train_step_lora --merge   # add one benchmark to the existing file
 
 Each benchmark runs as its own subprocess (bench_train_step further runs one subprocess per configuration),
 so one benchmark's memory never shows up in another's figures. The GPU benchmark (bench_gpu_mistral.py) is
@@ -22,7 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-BENCHES = {"train_step": "bench_train_step.py", "precompute": "bench_precompute.py", "generate": "bench_generate.py"}
+BENCHES = {"train_step": "bench_train_step.py", "train_step_lora": "bench_train_step.py",
+           "precompute": "bench_precompute.py", "generate": "bench_generate.py"}
+EXTRA_FLAGS = {"train_step_lora": ["--lora"]}
 
 
 def main(argv=None) -> int:
@@ -33,6 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", default=None, help="default benchmarks/results (quick: a temporary folder)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per benchmark process")
     ap.add_argument("--rounds", type=int, default=None, help="train_step rounds (default 3)")
+    ap.add_argument("--merge", action="store_true", help="keep the other benchmarks' results already in the file")
     ap.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
     a = ap.parse_args(argv)
     only = [b.strip() for b in a.only.split(",") if b.strip()]
@@ -45,8 +49,8 @@ def main(argv=None) -> int:
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     results, commands = {}, {}
     for name in only:
-        flags = ["--threads", str(a.threads)] + (["--quick"] if a.quick else [])
-        if name == "train_step" and a.rounds:
+        flags = ["--threads", str(a.threads)] + (["--quick"] if a.quick else []) + EXTRA_FLAGS.get(name, [])
+        if name.startswith("train_step") and a.rounds:
             flags += ["--rounds", str(a.rounds)]
         commands[name] = f"python benchmarks/{BENCHES[name]} " + " ".join(flags)
         print(f"[run_all] {commands[name]}", flush=True)
@@ -62,6 +66,19 @@ def main(argv=None) -> int:
         results[name]["wall_s"] = round(time.perf_counter() - t0, 1)
     report = {"machine_name": machine, "started_utc": started, "quick": a.quick, "note": a.note,
               "machine": common.machine_info(), "commands": commands, "results": results}
+    old = out_dir / f"{machine}.json"
+    if a.merge and old.is_file():  # earlier runs' benchmarks stay, each with its own start time and command
+        prev = json.loads(old.read_text())
+        for name, res in prev.get("results", {}).items():
+            if name not in results:
+                res.setdefault("started_utc", prev.get("started_utc"))
+                res.setdefault("note", prev.get("note", ""))
+                report["results"][name] = res
+                report["commands"][name] = prev.get("commands", {}).get(name, "?")
+        report["results"] = {k: report["results"][k] for k in BENCHES if k in report["results"]}
+    for name in results:
+        results[name].setdefault("started_utc", started)
+        results[name].setdefault("note", a.note)
     md = markdown(report)
     common.write_json_atomic(out_dir / f"{machine}.json", report)
     common.write_text_atomic(out_dir / f"{machine}.md", md)
@@ -80,13 +97,15 @@ def _run(script: Path, args: list[str]) -> int:
 def markdown(rep: dict) -> str:
     m = rep["machine"]
     lines = [f"# Benchmarks on `{rep['machine_name']}`", "",
-             f"- started {rep['started_utc']}; {m['cpu']} × {m['cpu_count']} cores; torch {m['torch']}, "
+             f"- {m['cpu']} × {m['cpu_count']} cores; torch {m['torch']}, "
              f"transformers {m.get('transformers')}, trl {m.get('trl')}; GPU: {m.get('gpu', 'none')}"
              + ("; QUICK (smoke) run: sizes too small to mean anything" if rep["quick"] else ""),
-             f"- note: {rep['note']}" if rep["note"] else "", ""]
-    titles = {"train_step": "Training step", "precompute": "Precompute pass", "generate": "Generation"}
+             ""]
+    titles = {"train_step": "Training step (full fine-tuning)", "train_step_lora": "Training step (LoRA)",
+              "precompute": "Precompute pass", "generate": "Generation"}
     for name, res in rep["results"].items():
-        lines += [f"## {titles[name]}", "", f"Command: `{rep['commands'][name]}`", ""]
+        lines += [f"## {titles[name]}", "", f"Command: `{rep['commands'][name]}` (started {res.get('started_utc')})",
+                  ""] + ([f"Conditions: {res['note']}", ""] if res.get("note") else [])
         lines += [res.get("markdown", f"FAILED: {res.get('error')}"), ""]
     return "\n".join(lines)
 
