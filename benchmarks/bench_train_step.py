@@ -6,7 +6,6 @@ Configurations (same policy weights, same records, same batch and lengths, same 
   safe_mm_dpo_online  Safe-MM-DPO online: reference + helpful RM + cost model resident, computed every step
   trl_dpo          TRL DPOTrainer with its defaults (reference model resident, forward every step)
   trl_dpo_precompute  TRL DPOTrainer with precompute_ref_log_probs=True
-  safe_mm_dpo_fix  safe_mm_dpo with the proposed response-only-logits fix (benchmarks/patches.py) patched in
 
 A step = one optimizer step (gradient accumulation 1): forward, loss, backward, clip, AdamW, the trainers'
 callbacks (λ update). It is timed by a TrainerCallback from on_step_begin to on_step_end inside
@@ -31,9 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-CONFIGS = ("safe_mm_dpo", "dpo", "safe_mm_dpo_online", "trl_dpo", "trl_dpo_precompute", "safe_mm_dpo_fix")
+CONFIGS = ("safe_mm_dpo", "dpo", "safe_mm_dpo_online", "trl_dpo", "trl_dpo_precompute")
 SAFEALIGN = {"safe_mm_dpo": ("safe_mm_dpo", True), "dpo": ("dpo", True),
-             "safe_mm_dpo_online": ("safe_mm_dpo", False), "safe_mm_dpo_fix": ("safe_mm_dpo", True)}
+             "safe_mm_dpo_online": ("safe_mm_dpo", False)}
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # (numerator, denominator, metric, target): the ratio must be ≤ target
 TARGETS = [
@@ -41,9 +40,6 @@ TARGETS = [
     ("safe_mm_dpo", "safe_mm_dpo_online", "step_s", 0.5), ("safe_mm_dpo", "safe_mm_dpo_online", "mem", 0.5),
     ("safe_mm_dpo", "trl_dpo_precompute", "step_s", 1.0), ("safe_mm_dpo", "trl_dpo", "step_s", None),
     ("safe_mm_dpo", "trl_dpo_precompute", "mem", None), ("safe_mm_dpo", "trl_dpo", "mem", None),
-    # the proposed fix (benchmarks/patches.py): after / before, and against TRL
-    ("safe_mm_dpo_fix", "safe_mm_dpo", "step_s", None), ("safe_mm_dpo_fix", "safe_mm_dpo", "mem", None),
-    ("safe_mm_dpo_fix", "trl_dpo_precompute", "step_s", 1.0),
 ]
 
 
@@ -172,10 +168,6 @@ def worker(a) -> dict:
     t0 = time.perf_counter()
     if a.worker in SAFEALIGN:
         algorithm, pre = SAFEALIGN[a.worker]
-        if a.worker.endswith("_fix"):
-            import patches
-
-            patches.apply_response_only_logits()
         args = SafeDPOConfig(algorithm=algorithm, precompute=pre, max_length=max_length,
                              max_prompt_length=max_prompt, metric_for_best_model=None, **common_args)
         cached = None

@@ -108,10 +108,23 @@ class PairCollator:
 
 def sequence_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    response_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of log π(y_t | x, y_<t) over response tokens, and the number of response tokens. Both (N,)."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]
-    targets = input_ids[:, 1:]
-    mask = response_mask[:, 1:].to(logits.dtype)
+    """Sum of log π(y_t | x, y_<t) over response tokens, and the number of response tokens. Both (N,).
+
+    Only the response is summed, so the model is asked for logits from the earliest response position of the
+    batch on (`logits_to_keep`, forwarded by every transformers causal LM, PEFT and DDP wrapper): the LM head,
+    the log-softmax and their backward skip the prompt (docs/benchmarks.md, finding 1).
+    """
+    resp = response_mask[:, 1:]  # target t+1 is predicted at position t
+    has = resp.any(-1)
+    # earliest predicting position with a response target; none in the batch -> keep one position (sums are 0)
+    first = int(resp.float().argmax(-1)[has].min()) if bool(has.any()) else max(resp.shape[1] - 1, 0)
+    keep = input_ids.shape[1] - first  # positions first .. L-1; always >= 1 (0 would mean "all" to HF)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                   logits_to_keep=keep).logits
+    # a model that ignores the argument returns every position: cut to the same window
+    logits = logits[:, -keep:][:, :-1]  # the last position predicts nothing
+    targets = input_ids[:, first + 1:]
+    mask = resp[:, first:].float()
     # float32 log-softmax: bf16 sums over hundreds of tokens lose the small differences DPO depends on.
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N, L-1)
-    return (logp * mask.float()).sum(-1), mask.float().sum(-1)
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N, keep-1)
+    return (logp * mask).sum(-1), mask.sum(-1)
