@@ -135,9 +135,14 @@ def sweep_plot(points: list[dict], sel: dict, path: Path, metric: str) -> None:
     xs = [p["safety_rate"] for p in points]
     ys = [p["helpfulness"] for p in points]
     ax.scatter(xs, ys, c="tab:blue", label="grid point")
+    groups: dict[tuple, list[str]] = {}  # points that coincide share one label
     for p in points:
-        ax.annotate(f"λ{p['lambda_init']:g},w{p['w']:g}", (p["safety_rate"], p["helpfulness"]), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+        groups.setdefault((round(p["safety_rate"], 6), round(p["helpfulness"], 6)), []).append(
+            f"λ{p['lambda_init']:g},w{p['w']:g}")
+    for (x, y), labels in groups.items():
+        text = "\n".join(", ".join(labels[i:i + 3]) for i in range(0, len(labels), 3))
+        ax.annotate(text, (x, y), fontsize=6, xytext=(4, -4), textcoords="offset points", va="top",
+                    ha="right" if x > 0.9 else "left")
     front = sorted((p for p in points if p["id"] in sel["pareto"]), key=lambda p: p["safety_rate"])
     if front:
         ax.plot([p["safety_rate"] for p in front], [p["helpfulness"] for p in front], "o--", color="tab:orange",
