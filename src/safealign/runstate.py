@@ -96,7 +96,10 @@ class RunState:
         otherwise (False, why it must run)."""
         rec = self.record(stage)
         if rec.get("status") != "done":
-            return False, "never finished" if not rec else f"last status: {rec.get('status')}"
+            status = rec.get("status")
+            why = {None: "first run", "running": "its last run was killed", "failed": "its last run failed",
+                   "interrupted": "its last run was interrupted", "disabled": "newly enabled"}
+            return False, why.get(status, f"last status: {status}")
         if rec.get("config_hash") != config_hash:
             return False, "config changed"
         if rec.get("inputs_hash") != inputs_hash:
