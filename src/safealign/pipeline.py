@@ -117,7 +117,8 @@ def ablation_config(cfg, algo: str):
     """The config of ablation `algo`: the run's config with `dpo.algorithm` replaced (Trainer checkpoints in
     their own folder so they never mix with the main run's)."""
     run_dir = cfg.section("run").directory
-    return cfg.with_overrides([("dpo.algorithm", algo), ("dpo.output_dir", str(run_dir / "checkpoints" / f"dpo_{algo}"))])
+    return cfg.with_overrides([("dpo.algorithm", algo),
+                               ("dpo.output_dir", str(run_dir / "checkpoints" / f"dpo_{algo}"))])
 
 
 def build_plan(cfg) -> list[Stage]:
@@ -377,7 +378,9 @@ def run_pipeline(cfg, from_stage: str | None = None, only_stage: str | None = No
             state.update(st.name, status="disabled", reason=st.why_disabled)
             _line(i, n, st.name, "disabled", st.why_disabled)
             continue
-        config_hash = hash_obj([st.cfg.fingerprint(st.sections), st.extra])
+        # The run's own settings (an ablation differs by `extra.algorithm`; its checkpoint path is derived from
+        # the run directory, so moving the run directory does not make it stale).
+        config_hash = hash_obj([cfg.fingerprint(st.sections), st.extra])
         if forced and st.name not in forced:
             _line(i, n, st.name, "not selected")
             continue
