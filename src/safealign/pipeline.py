@@ -248,7 +248,10 @@ def build_plan(cfg) -> list[Stage]:
         out = _entry("report", "safealign.evaluation.report", "build_report")(
             str(results), str(results), base_name="base", run_dir=str(rd))
         _check_report(results / "report.json", report_names)
-        return out
+        others = sorted(set(out.get("models", {})) - set(report_names))
+        if others:  # e.g. a model evaluated by an earlier run with another dpo.algorithm or ablation list
+            log.warning("report: results/ also holds %s, not evaluated by this run's plan", ", ".join(others))
+        return {"models": report_names, "not_in_plan": others, "plots": out.get("plots", {})}
 
     stages.append(Stage("report", _report, ["eval"], [results / n for n in report_names],
                         [results / "report.json", results / "report.md"], extra={"models": report_names}))
