@@ -225,3 +225,35 @@ def test_sweep_end_to_end_and_resume(ci_run, capsys):
     again = run_sweep(cfg)
     assert again["points"] == res["points"]
     assert capsys.readouterr().out.count("skipped (already evaluated)") == 2
+
+
+def test_killed_mid_stage_resumes_from_its_checkpoint(ci_run):
+    """SIGKILL during DPO training, after a checkpoint: the rerun continues from it instead of starting over."""
+    d = ci_run["dir"]
+    sets = ["dpo.max_steps=30", "dpo.save_steps=4", "dpo.eval_steps=100", "dpo.logging_steps=1"]
+    ckpt = d / "checkpoints" / "dpo"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "safealign.cli", "pipeline", "--config", str(CONFIG), "--run-dir", str(d),
+            "--only", "dpo"] + [x for s in sets for x in ("--set", s)]
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            done = [p for p in ckpt.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+            if done and stage_records(d)["dpo"]["status"] == "running":
+                time.sleep(0.3)  # let the checkpoint's rename settle; a torn one must not load anyway
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    rec = stage_records(d)["dpo"]
+    if rec["status"] != "running":
+        pytest.skip("the DPO stage finished before it could be killed (machine too fast for the window)")
+    state = run_pipeline(cfg_for(d, *sets), only_stage="dpo")
+    rec = state["stages"]["dpo"]
+    assert rec["status"] == "done" and rec["resumed"] is True
+    assert rec["result"]["resumed_from"] == "latest"
+    assert rec["result"]["global_step"] == 30
