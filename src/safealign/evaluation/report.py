@@ -139,9 +139,12 @@ def report_markdown(report: dict) -> str:
         lines.append("| unparsable judgments | " + " | ".join(str(m["n_unparsable"]) for m in mt_models.values()) + " |")
     eff = {n: e["efficiency"] for n, e in models.items() if e.get("efficiency")}
     if eff:
-        lines += ["", "## Efficiency", ""]
-        for n, block in eff.items():
-            lines.append(f"- **{n}**: " + ", ".join(f"{k}: {v}" for k, v in block.items() if not isinstance(v, (dict, list))))
+        from ..efficiency import efficiency_markdown
+
+        # the base first: the table's "vs" columns are relative to its first row
+        ordered = dict(sorted(eff.items(), key=lambda kv: kv[0] != "base"))
+        table = efficiency_markdown(ordered).split("\n", 2)[2]  # drop its own "# Efficiency" title
+        lines += ["", "## Efficiency", "", table.rstrip("\n")]
     if report["plots"]:
         lines += ["", "## Plots", ""] + [f"![{k}]({v})" for k, v in report["plots"].items()]
     return "\n".join(lines) + "\n"
