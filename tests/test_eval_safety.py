@@ -138,7 +138,8 @@ def test_evaluate_all_cli_then_report(tiny_base, run_dir, tmp_path, capsys):
         assert {tuple(j["judge"]) for j in judged if j["question_id"] == 82} == {
             ("gpt-4", "single-math-v1"), ("gpt-4", "single-math-v1-multi-turn")}
     assert "NO_KEY_ENV" in (out / "base" / "config.yaml").read_text() or "redacted" in (out / "base" / "config.yaml").read_text()
-    (out / "aligned" / "efficiency.json").write_text(json.dumps({"generation_tokens_per_s": 123.4}))
+    eff = {"parameters": 1000, "disk_mb": 0.5, "tokens_per_second": 123.4, "peak_memory_mb": 7.0}
+    (out / "aligned" / "efficiency.json").write_text(json.dumps(eff))
 
     rc = main(["report", "--config", str(cfg_file), "--results", str(out)])
     assert rc == 0
@@ -149,11 +150,11 @@ def test_evaluate_all_cli_then_report(tiny_base, run_dir, tmp_path, capsys):
                 "mt_bench", "delta_vs_base"):
         assert key in a
     assert a["delta_vs_base"]["safety_rate"] == 0 and a["delta_vs_base"]["mt_bench"] == 0
-    assert a["efficiency"] == {"generation_tokens_per_s": 123.4} and rep["models"]["base"]["delta_vs_base"] is None
+    assert a["efficiency"] == eff and rep["models"]["base"]["delta_vs_base"] is None
     for png in ("safety_by_category.png", "mt_bench_radar.png", "curves_dpo.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     md = (out / "report.md").read_text()
-    assert "| aligned |" in md and "## MT-Bench by category" in md and "generation_tokens_per_s" in md
+    assert "| aligned |" in md and "## MT-Bench by category" in md and "| aligned | 1,000 | 0.50 | 123.4 | 7.0 |" in md
 
 
 def test_helpful_rm_mean_score_and_win_rate_vs_base(tiny_base, run_dir, tmp_path):

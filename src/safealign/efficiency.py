@@ -154,19 +154,25 @@ def efficiency_markdown(rows: dict[str, dict]) -> str:
              "| model | parameters | disk (MB) | tokens/s | peak memory (MB) | params vs " + (names[0] if names else "")
              + " | speed vs " + (names[0] if names else "") + " |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for name in names:
+    for name in names:  # missing figures (an older or partial efficiency.json) print as "–"
         r = rows[name]
-        rel_p = r["parameters"] / ref["parameters"] if ref.get("parameters") else float("nan")
-        rel_s = (r["tokens_per_second"] / ref["tokens_per_second"]
-                 if ref.get("tokens_per_second") and r.get("tokens_per_second") else float("nan"))
-        disk = "–" if r["disk_mb"] is None else f"{r['disk_mb']:.2f}"
-        lines.append(f"| {name} | {r['parameters']:,} | {disk} | {r['tokens_per_second']:.1f} | "
-                     f"{r['peak_memory_mb']:.1f} | {rel_p:.2f}x | {rel_s:.2f}x |")
-    if names:
-        r = rows[names[0]]
-        lines += ["", f"Device: {r['device']}; {r['prompts']} prompts × {r['max_new_tokens']} new tokens, batch "
-                      f"{r['batch_size']}; memory = {r['memory_kind']}."]
+        cells = [_fmt(r.get("parameters"), "{:,}"), _fmt(r.get("disk_mb"), "{:.2f}"),
+                 _fmt(r.get("tokens_per_second"), "{:.1f}"), _fmt(r.get("peak_memory_mb"), "{:.1f}"),
+                 _fmt(_ratio(r.get("parameters"), ref.get("parameters")), "{:.2f}x"),
+                 _fmt(_ratio(r.get("tokens_per_second"), ref.get("tokens_per_second")), "{:.2f}x")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if names and all(k in ref for k in ("device", "prompts", "max_new_tokens", "batch_size", "memory_kind")):
+        lines += ["", f"Device: {ref['device']}; {ref['prompts']} prompts × {ref['max_new_tokens']} new tokens, batch "
+                      f"{ref['batch_size']}; memory = {ref['memory_kind']}."]
     return "\n".join(lines) + "\n"
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None else spec.format(value)
 
 
 def measure_models(models: dict[str, str], prompts: Sequence[str], results_dir: str | os.PathLike, *,
