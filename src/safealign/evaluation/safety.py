@@ -27,9 +27,16 @@ def test_split_prompts(run_dir: Path, harmful: bool) -> list[dict]:
     for i, row in enumerate(read_jsonl(path), 1):
         if "prompt" not in row or "is_harmful_prompt" not in row:
             raise DataError(str(path), i, "prompt" if "prompt" not in row else "is_harmful_prompt", "missing")
-        if bool(row["is_harmful_prompt"]) != harmful or row["prompt"] in seen:
+        if bool(row["is_harmful_prompt"]) != harmful:
             continue
-        seen[row["prompt"]] = {"prompt": row["prompt"], "categories": list(row.get("harm_categories") or [])}
+        cats = list(row.get("harm_categories") or [])
+        if row["prompt"] in seen:
+            # a prompt's categories are the union over its records: a record whose two answers are both safe
+            # (a refusal and a vague answer) flags none, though its prompt is harmful
+            known = seen[row["prompt"]]["categories"]
+            known.extend(c for c in cats if c not in known)
+            continue
+        seen[row["prompt"]] = {"prompt": row["prompt"], "categories": cats}
     return list(seen.values())
 
 
