@@ -96,13 +96,7 @@ def markdown(res: dict) -> str:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    res = run(a)
-    print(res["markdown"])
-    if a.out:
-        common.write_json_atomic(Path(a.out), res)
-    if a.json_out:
-        common.write_json_atomic(Path(a.json_out), res)
-    return 0
+    return common.print_and_save(run(a), a.out, a.json_out)
 
 
 if __name__ == "__main__":

@@ -235,6 +235,15 @@ def run_worker(script: Path, args: list[str], timeout: float = 1800) -> dict:
         return res
 
 
+def print_and_save(res: dict, *paths) -> int:
+    """A benchmark script's ending: print its Markdown, write its JSON to each given path (--out, --json-out)."""
+    print(res["markdown"])
+    for path in paths:
+        if path:
+            write_json_atomic(Path(path), res)
+    return 0
+
+
 def write_json_atomic(path: Path, obj) -> None:
     from safealign.fileio import write_json
 
