@@ -234,7 +234,7 @@ def build_plan(cfg) -> list[Stage]:
     dist_dir = models / "distilled"
 
     def _distill(_resume):
-        return _entry("distill", "safealign.distill", "run_distill")(cfg, output_dir=str(dist_dir))
+        return _entry("distill", "safealign.distill", "run_distill")(cfg, output_dir=str(dist_dir), resume=_resume)
 
     stages.append(Stage("distill", _distill, ["distill", "model"], [data_dir, aligned[names[0]]] + rm_in,
                         [dist_dir / "config.json"], checkpoint_dir=ckpt / "distill", extra=seed,
