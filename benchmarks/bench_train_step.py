@@ -58,6 +58,8 @@ def parse_args(argv):
     ap.add_argument("--threads", type=int, default=1, help="torch threads in each worker")
     ap.add_argument("--lora", action="store_true", help="LoRA r=16 on all linear layers (policy); the online "
                     "reference is then the policy with its adapter disabled, as in `safealign train-dpo`")
+    ap.add_argument("--checkpointing", action="store_true",
+                    help="activation checkpointing on the trained policy (every configuration alike)")
     ap.add_argument("--out", default=None, help="write the aggregated JSON here")
     ap.add_argument("--profile", action="store_true", help="torch.profiler over the timed steps: top ops per config")
     # internal (worker) flags
@@ -164,7 +166,7 @@ def worker(a) -> dict:
                        max_steps=a.warmup + a.steps, learning_rate=1e-5, warmup_steps=0, max_grad_norm=1.0,
                        logging_steps=10**6, save_strategy="no", eval_strategy="no", report_to="none",
                        dataloader_num_workers=0, seed=0, use_cpu=not cuda, disable_tqdm=True,
-                       bf16=cuda and torch.cuda.is_bf16_supported(), activation_checkpointing=False)
+                       bf16=cuda and torch.cuda.is_bf16_supported(), gradient_checkpointing=a.checkpointing)
     t0 = time.perf_counter()
     if a.worker in SAFEALIGN:
         algorithm, pre = SAFEALIGN[a.worker]
@@ -297,6 +299,8 @@ def run(a) -> dict:
         flags.append("--vary")
     if a.lora:
         flags.append("--lora")
+    if a.checkpointing:
+        flags.append("--checkpointing")
     if a.profile:
         flags.append("--profile")
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
