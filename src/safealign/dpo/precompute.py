@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..errors import SafeAlignError
 from ..fileio import read_json, read_jsonl, write_json, write_jsonl
+from ..rm.scoring import token_budget_batches  # one batching rule for the reference pass and RM scoring
 from .data import pad_sequences, sequence_logps, tokenize_records
 
 log = logging.getLogger(__name__)
@@ -64,22 +65,6 @@ def precompute_fingerprint(records: list[dict], ref_path: str, helpful_rm_path: 
     for r in records:
         h.update(json.dumps([r["prompt"], r["response_0"], r["response_1"]]).encode())
     return h.hexdigest()[:20]
-
-
-def token_budget_batches(lengths: list[int], max_tokens_per_batch: int) -> list[list[int]]:
-    """Indices sorted by length (longest first), grouped so that batch_size * longest <= the budget."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches, cur, longest = [], [], 0
-    for i in order:
-        longest_if = max(longest, lengths[i])
-        if cur and longest_if * (len(cur) + 1) > max_tokens_per_batch:
-            batches.append(cur)
-            cur, longest_if = [], lengths[i]
-        cur.append(i)
-        longest = longest_if
-    if cur:
-        batches.append(cur)
-    return batches
 
 
 @torch.no_grad()
