@@ -5,7 +5,26 @@ Random weights from `MistralConfig()` defaults (7.24B parameters), built on the 
 downloaded. Reports tokens/s, model-FLOPs utilisation (MFU), hardware-FLOPs utilisation (HFU), peak memory and
 the largest micro-batch (pairs) that fits. Writes JSON after every phase, so a run cut short still leaves figures.
 
-    python benchmarks/bench_gpu_mistral.py --out $OUT/gpu_mistral.json          # on the GPU machine
+Phases, in order (each appended to `phases_done` once run; a phase that would start after `--budget-s` is skipped):
+  seed_batch  precompute mode at `--pairs` (halved until it fits): warm-up, then `--steps` timed steps.
+  online      (`--online`, the default; `--no-online` skips it) the trainer's online mode at the same micro-batch:
+              two reward models (helpful, cost: `MistralForSequenceClassification`, num_labels=1, bf16, random
+              weights, eval, frozen) are built next to the policy, and every step first computes under no_grad the
+              reference sequence log-probs (the policy with its LoRA adapter disabled, response-only logits) and
+              both RMs' scores (last token) on all 2·pairs sequences, then takes the same policy step.
+              Writes `online` (same figures as seed_batch, or {"oom": true}) and
+              `ratios` = {mem_precompute_over_online, time_precompute_over_online, target: 0.5, met}.
+              The RMs are freed before the next phase.
+  max_batch   largest precompute micro-batch that fits: double until OOM, then bisect (one timed step per trial).
+Peak memory is CUDA max_memory_allocated (reset before each phase) on a GPU; on CPU (`--tiny`) it is the process's
+lifetime peak RSS, so the CPU ratios mean nothing (`memory_kind` in the JSON says which).
+
+Log-probs are taken on the response only, as the trainer does (`safealign.dpo.data.sequence_logps`): the model
+returns logits for the last response_len+1 positions (`logits_to_keep`) and the float32 log-softmax covers only
+those. `--all-logits` restores the old behaviour (logits and log-softmax over every position, prompt masked out
+afterwards) so the two can be compared on a GPU; the loss is the same either way.
+
+    python benchmarks/bench_gpu_mistral.py --out $OUT/gpu_mistral.json --budget-s 400   # on the GPU machine
     python benchmarks/bench_gpu_mistral.py --tiny --out /tmp/g.json             # CPU check, tiny MistralConfig
 
 FLOP accounting (T = tokens processed in the step, N = parameters in matmuls = all parameters minus the input
@@ -71,23 +90,11 @@ def safe_mm_dpo(pc, pr, rc, rr, d_h, d_s, beta=0.1, w=0.5, k=0.5, lam=1.0, kl_co
 
 def build_policy(tiny: bool, device: torch.device, dtype, lora_r: int, checkpointing: bool):
     from peft import LoraConfig, get_peft_model
-    from transformers import MistralConfig, MistralForCausalLM
+    from transformers import MistralForCausalLM
 
-    if tiny:
-        cfg = MistralConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                            num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024)
-    else:
-        cfg = MistralConfig()  # Mistral-7B-v0.1 architecture
-    cfg.use_cache = False
+    cfg = _mistral_config(tiny)
     t0 = time.perf_counter()
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):  # weights are created on the GPU: no 28 GB fp32 copy on the host
-            model = MistralForCausalLM(cfg)
-    finally:
-        torch.set_default_dtype(prev)
-    model.to(dtype)
+    model = _build_on(MistralForCausalLM, cfg, device, dtype)
     model.config.use_cache = False
     if checkpointing:
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
@@ -105,6 +112,78 @@ def build_policy(tiny: bool, device: torch.device, dtype, lora_r: int, checkpoin
     return model, info
 
 
+def _mistral_config(tiny: bool):
+    from transformers import MistralConfig
+
+    if tiny:
+        cfg = MistralConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                            num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024)
+    else:
+        cfg = MistralConfig()  # Mistral-7B-v0.1 architecture
+    cfg.use_cache = False
+    return cfg
+
+
+def _build_on(cls, cfg, device, dtype):
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):  # weights are created on the GPU: no 28 GB fp32 copy on the host
+            model = cls(cfg)
+    finally:
+        torch.set_default_dtype(prev)
+    return model.to(dtype)
+
+
+def build_reward_models(tiny: bool, device: torch.device, dtype) -> tuple:
+    """Helpful and cost RMs for online mode: the policy's architecture with a scalar head, random, frozen."""
+    from transformers import MistralForSequenceClassification
+
+    rms = []
+    for _ in range(2):
+        cfg = _mistral_config(tiny)
+        cfg.num_labels = 1
+        cfg.pad_token_id = 0  # batches here hold no pad (ids >= 3): the score is read at the last position
+        rm = _build_on(MistralForSequenceClassification, cfg, device, dtype)
+        rm.config.use_cache = False
+        rm.eval().requires_grad_(False)
+        rms.append(rm)
+    return tuple(rms)
+
+
+def response_logps(model, ids: torch.Tensor, prompt_len: int, all_logits: bool = False) -> torch.Tensor:
+    """Sum of log π(y_t | x, y_<t) over the response tokens ids[:, prompt_len:], per sequence (float32).
+
+    Default: logits for the last response_len+1 positions only (`logits_to_keep`, as `sequence_logps` in
+    safealign.dpo.data); `all_logits`: logits and log-softmax over every position, prompt masked out (the old way).
+    """
+    seq = ids.shape[1]
+    if all_logits:
+        logits = model(input_ids=ids).logits[:, :-1]  # (N, S-1, V)
+        logp = torch.gather(logits.float().log_softmax(-1), 2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        mask = torch.zeros_like(logp)
+        mask[:, prompt_len - 1:] = 1.0  # position t predicts token t+1: response targets from prompt_len - 1
+        return (logp * mask).sum(-1)
+    keep = seq - prompt_len + 1  # positions prompt_len-1 .. S-1; the last one predicts nothing
+    logits = model(input_ids=ids, logits_to_keep=keep).logits
+    logits = logits[:, -keep:][:, :-1]  # a model that ignores logits_to_keep returns every position: same window
+    logp = torch.gather(logits.float().log_softmax(-1), 2, ids[:, prompt_len:].unsqueeze(-1)).squeeze(-1)
+    return logp.sum(-1)
+
+
+def online_inputs(model, rms, batch, prompt_len: int, all_logits: bool = False):
+    """The online mode's per-step no-grad work: reference log-probs (adapter off) and RM margins -> a batch."""
+    ids, loss_mask, _, _, _ = batch
+    pairs = ids.shape[0] // 2
+    with torch.no_grad():
+        with model.disable_adapter():
+            ref = response_logps(model, ids, prompt_len, all_logits).float()
+        helpful, cost = (rm(input_ids=ids).logits.squeeze(-1).float() for rm in rms)  # (2P,) each, last token
+    d_h = helpful[:pairs] - helpful[pairs:]  # chosen block first
+    d_s = cost[pairs:] - cost[:pairs]  # R_S = -cost: cost_l - cost_w
+    return ids, loss_mask, ref, d_h, d_s
+
+
 def make_batch(pairs: int, prompt_len: int, resp_len: int, vocab: int, device, gen: torch.Generator):
     """`pairs` preference pairs -> 2·pairs sequences (chosen block then rejected block), no padding."""
     seq = prompt_len + resp_len
@@ -117,13 +196,13 @@ def make_batch(pairs: int, prompt_len: int, resp_len: int, vocab: int, device, g
     return ids, loss_mask, ref, d_h, d_s
 
 
-def train_step(model, opt, batch):
+def train_step(model, opt, batch, prompt_len: int, all_logits: bool = False, rms=None):
+    """One optimizer step; with `rms` (online mode) the reference and RM margins are computed first."""
+    if rms is not None:
+        batch = online_inputs(model, rms, batch, prompt_len, all_logits)
     ids, loss_mask, ref, d_h, d_s = batch
     pairs = ids.shape[0] // 2
-    logits = model(input_ids=ids).logits[:, :-1]  # (2P, S-1, V)
-    logp = torch.gather(logits.float().log_softmax(-1), 2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    seq_logp = (logp * loss_mask).sum(-1)  # (2P,)
-    del logits, logp
+    seq_logp = response_logps(model, ids, prompt_len, all_logits)  # (2P,)
     n_tok = loss_mask.sum(-1)[:pairs]
     loss = safe_mm_dpo(seq_logp[:pairs], seq_logp[pairs:], ref[:pairs], ref[pairs:], d_h, d_s, n_tok=n_tok)
     loss.backward()
@@ -149,7 +228,7 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
-def timed_steps(model, opt, pairs, args, device, steps, gen):
+def timed_steps(model, opt, pairs, args, device, steps, gen, rms=None):
     """Run `steps` steps at micro-batch `pairs`; returns per-step seconds and peak memory, or raises OOM."""
     times = []
     oom = False
@@ -162,7 +241,7 @@ def timed_steps(model, opt, pairs, args, device, steps, gen):
         for _ in range(steps):
             _sync(device)
             t0 = time.perf_counter()
-            train_step(model, opt, batch)
+            train_step(model, opt, batch, args.prompt_len, args.all_logits, rms)
             _sync(device)
             times.append(time.perf_counter() - t0)
         peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else _rss_peak()
@@ -201,6 +280,10 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--lora-r", type=int, default=16)
     ap.add_argument("--max-pairs", type=int, default=512, help="upper end of the largest-batch search")
+    ap.add_argument("--all-logits", action="store_true",
+                    help="logits and log-softmax over every position (the old way) instead of the response only")
+    ap.add_argument("--online", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time online mode (reference + two RMs computed every step) at the seed micro-batch")
     ap.add_argument("--simulate-oom-above", type=int, default=0, help=argparse.SUPPRESS)  # tests the OOM path
     ap.add_argument("--budget-s", type=float, default=420.0, help="stop starting new phases after this")
     args = ap.parse_args(argv)
@@ -219,6 +302,8 @@ def main(argv=None) -> int:
         result["error"] = f"missing package: {err}"
         _write(args.out, result)
         return 1
+    result["memory_kind"] = ("cuda_max_memory_allocated (reset before each phase)" if device.type == "cuda" else
+                             "cpu_rss_peak (ru_maxrss: process-lifetime peak, not per phase; ratios meaningless)")
     peak_tflops = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in result["device"]), None)
     result["peak_bf16_tflops"] = peak_tflops
 
@@ -237,7 +322,7 @@ def main(argv=None) -> int:
         fl = flops_per_step(info, tokens, seq)
         out = {"pairs": pairs, "sequences": 2 * pairs, "tokens_per_step": tokens, "step_s_median": round(med, 4),
                "step_s_all": [round(t, 4) for t in times], "tokens_per_s": round(tokens / med, 1),
-               "pairs_per_s": round(pairs / med, 2), "peak_mem_gib": round(peak / 2**30, 2),
+               "pairs_per_s": round(pairs / med, 2), "peak_mem_gib": round(peak / 2**30, 2), "peak_mem_bytes": peak,
                "model_tflops_per_s": round(fl["model_flops"] / med / 1e12, 1),
                "hardware_tflops_per_s": round(fl["hardware_flops"] / med / 1e12, 1)}
         if peak_tflops:
@@ -260,6 +345,21 @@ def main(argv=None) -> int:
     print(f"[seed] {result.get('seed_batch')}", flush=True)
     result["phases_done"].append("seed_batch")
     _write(args.out, result)
+
+    # Phase 1b: online mode at the same micro-batch (reference = adapter off, two RMs resident and run every step).
+    if args.online and pairs >= 1:
+        if time.perf_counter() - t_start >= args.budget_s:
+            result["online"] = {"skipped": f"over --budget-s {args.budget_s} before the phase started"}
+        else:
+            try:
+                _online_phase(model, opt, pairs, args, device, dtype, gen, result, figures)
+            except Exception as err:  # noqa: BLE001 - keep the largest-batch phase; the error is in the JSON
+                result["online"] = {"error": repr(err)[:1000]}
+                opt.zero_grad(set_to_none=True)
+                gc.collect()
+            result["phases_done"].append("online")
+        print(f"[online] {result.get('online')} ratios {result.get('ratios')}", flush=True)
+        _write(args.out, result)
 
     # Phase 2: largest micro-batch that fits: double until OOM, then bisect (one timed step per trial).
     trials = result["max_batch_trials"] = []
@@ -287,9 +387,54 @@ def main(argv=None) -> int:
     result["phases_done"].append("max_batch")
     result["wall_s"] = round(time.perf_counter() - t_start, 1)
     _write(args.out, result)
-    print(json.dumps({k: result.get(k) for k in ("device", "seed_batch", "max_pairs_fit", "max_pairs_first_oom",
-                                                "wall_s")}, indent=1), flush=True)
+    keys = ("device", "seed_batch", "online", "ratios", "max_pairs_fit", "max_pairs_first_oom", "wall_s")
+    print(json.dumps({k: result.get(k) for k in keys}, indent=1), flush=True)
     return 0
+
+
+def _online_phase(model, opt, pairs, args, device, dtype, gen, result, figures) -> None:
+    """Build the two RMs, time online steps at `pairs`, record `online` and `ratios`, free the RMs."""
+    rms = None
+    oom = False
+    try:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        try:
+            rms = build_reward_models(args.tiny, device, dtype)
+        except RuntimeError as err:
+            if not _is_oom(err):
+                raise
+            oom = True
+        if oom:
+            result["online"] = {"oom": True, "pairs": pairs, "stage": "building the reward models"}
+            return
+        rm_build_s = round(time.perf_counter() - t0, 2)
+        rm_gib = (round(torch.cuda.memory_allocated() / 2**30, 2) if device.type == "cuda" else None)
+        try:
+            timed_steps(model, opt, pairs, args, device, args.warmup, gen, rms=rms)
+            times, peak = timed_steps(model, opt, pairs, args, device, args.steps, gen, rms=rms)
+        except OOM:
+            result["online"] = {"oom": True, "pairs": pairs, "stage": "steps"}
+            return
+        online = result["online"] = figures(pairs, times, peak)
+        online.update(rm_build_s=rm_build_s, allocated_after_rm_build_gib=rm_gib,
+                      rm_params=sum(p.numel() for p in rms[0].parameters()),
+                      flops_note="model/hardware TFLOP/s and MFU/HFU count the policy step only, not the "
+                                 "no-grad reference and RM forwards (about 3 more forwards per step)")
+        seed = result.get("seed_batch")
+        if seed and seed["pairs"] == pairs:
+            mem = seed["peak_mem_bytes"] / peak
+            tim = seed["step_s_median"] / online["step_s_median"]
+            result["ratios"] = {"mem_precompute_over_online": round(mem, 4),
+                                "time_precompute_over_online": round(tim, 4), "target": 0.5,
+                                "met": bool(mem <= 0.5 and tim <= 0.5), "memory_kind": result.get("memory_kind")}
+    finally:
+        del rms
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
 
 
 def _device_name(device) -> str:

@@ -72,7 +72,62 @@ def test_gpu_script_tiny_on_cpu_with_oom_search(tmp_path):
     assert res["seed_batch"]["pairs"] == 4  # 8 "did not fit": halved
     assert res["seed_batch"]["tokens_per_s"] > 0
     assert res["max_pairs_fit"] == 6 and res["max_pairs_first_oom"] == 7
-    assert res["phases_done"] == ["seed_batch", "max_batch"]
+    assert res["online"]["pairs"] == 4 and res["online"]["tokens_per_s"] > 0
+    assert {"mem_precompute_over_online", "time_precompute_over_online", "target", "met"} <= set(res["ratios"])
+    assert res["memory_kind"].startswith("cpu_rss_peak")
+    assert res["phases_done"] == ["seed_batch", "online", "max_batch"]
+
+
+def _gpu_script_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_gpu_mistral", BENCH / "bench_gpu_mistral.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_script_response_logits_match_all_logits():
+    import copy
+
+    import torch
+
+    mod = _gpu_script_module()
+    torch.manual_seed(0)
+    model, _ = mod.build_policy(True, torch.device("cpu"), torch.float32, lora_r=4, checkpointing=False)
+    with torch.no_grad():  # a non-zero adapter, so the reference (adapter off) differs from the policy
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    gen = torch.Generator().manual_seed(1)
+    prompt_len, resp_len = 8, 6
+    batch = mod.make_batch(3, prompt_len, resp_len, model.config.vocab_size, torch.device("cpu"), gen)
+    ids = batch[0]
+    with torch.no_grad():
+        fast = mod.response_logps(model, ids, prompt_len)
+        full = mod.response_logps(model, ids, prompt_len, all_logits=True)
+        # by hand: log π of the response tokens only
+        lp = model(input_ids=ids).logits.float().log_softmax(-1)[:, prompt_len - 1:-1]
+        by_hand = lp.gather(-1, ids[:, prompt_len:].unsqueeze(-1)).squeeze(-1).sum(-1)
+    assert fast.dtype == torch.float32 and fast.shape == (6,)
+    torch.testing.assert_close(fast, full, rtol=0, atol=1e-5)
+    torch.testing.assert_close(fast, by_hand, rtol=0, atol=1e-5)
+
+    losses = []
+    for all_logits in (False, True):
+        m = copy.deepcopy(model)
+        opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3)
+        losses.append(mod.train_step(m, opt, batch, prompt_len, all_logits))
+    assert abs(losses[0] - losses[1]) < 1e-5
+
+    # online mode's inputs: reference = adapter off (differs from the policy), RM margins per pair
+    rms = mod.build_reward_models(True, torch.device("cpu"), torch.float32)
+    o_ids, _, ref, d_h, d_s = mod.online_inputs(model, rms, batch, prompt_len)
+    assert o_ids is ids and ref.shape == (6,) and d_h.shape == (3,) and d_s.shape == (3,)
+    assert not torch.allclose(ref, fast)
+    with torch.no_grad(), model.disable_adapter():
+        torch.testing.assert_close(ref, mod.response_logps(model, ids, prompt_len), rtol=0, atol=1e-5)
+    assert not ref.requires_grad and not d_h.requires_grad
 
 
 @pytest.mark.parametrize("only", ["generate"])
