@@ -62,9 +62,14 @@ def parse_args(argv):
                     help="activation checkpointing on the trained policy (every configuration alike)")
     ap.add_argument("--out", default=None, help="write the aggregated JSON here")
     ap.add_argument("--profile", action="store_true", help="torch.profiler over the timed steps: top ops per config")
+    ap.add_argument("--memory-breakdown", action="store_true",
+                    help="after the timed rounds, one more (untimed) worker per configuration under torch.profiler's "
+                         "memory timeline: peak of live tensor bytes by category (the CPU analogue of CUDA max "
+                         "allocated: no allocator slack), and the memory ratios on it")
     # internal (worker) flags
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--setup", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--breakdown", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", default=None, help="keep models + caches here and reuse them on reruns (same sizes!)")
     ap.add_argument("--json-out", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -218,6 +223,8 @@ def worker(a) -> dict:
     timer = _step_timer()
     trainer.add_callback(timer)
     top = None
+    if a.breakdown:
+        return {"config": a.worker, **live_tensor_peak(trainer)}
     if a.profile:
         from torch.profiler import ProfilerActivity, profile
 
@@ -233,8 +240,40 @@ def worker(a) -> dict:
     return res
 
 
+def live_tensor_peak(trainer) -> dict:
+    """Peak of live tensor bytes over `trainer.train()` and its composition by category (MiB).
+
+    torch.profiler's memory timeline sees every tensor an op creates, frees or reads (weights loaded before the
+    profile count from their first use), so its peak is what the trainer holds at its worst moment, without
+    the C allocator's retained free memory that peak RSS also counts: on a CPU it is the analogue of
+    `torch.cuda.max_memory_allocated`.
+    """
+    import warnings
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import _CATEGORY_TO_INDEX
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        trainer.train()
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated for CUDA snapshots; the only CPU timeline
+        path = Path(tmp, "timeline.json")
+        prof.export_memory_timeline(str(path), device="cpu")
+        _times, sizes = json.loads(path.read_text())
+    names = ["-"] * (len(_CATEGORY_TO_INDEX) + 1)  # the timeline's column i + 1 holds category i; column 0 is unused
+    for cat, i in _CATEGORY_TO_INDEX.items():
+        names[i + 1] = cat.name.lower() if cat is not None else "unknown"
+    totals = [sum(row) for row in sizes]
+    i = max(range(len(totals)), key=totals.__getitem__)
+    del torch
+    return {"live_peak_mb": totals[i] / 2**20,
+            "live_by_category_mb": {n: v / 2**20 for n, v in zip(names, sizes[i]) if v}}
+
+
 # ----------------------------------------------------------------------------- orchestration
-def aggregate(a, setup_info: dict, runs: dict) -> dict:
+def aggregate(a, setup_info: dict, runs: dict, breakdown: dict | None = None) -> dict:
+    breakdown = breakdown or {}
     configs = {}
     for c, rs in runs.items():
         times = [t for r in rs for t in r["step_times"]]
@@ -247,16 +286,24 @@ def aggregate(a, setup_info: dict, runs: dict) -> dict:
                       "baseline_rss_mb": min(r.get("baseline_rss_mb", 0) for r in rs),
                       "memory_kind": rs[0]["memory_kind"], "init_s": common.summarize([r["init_s"] for r in rs]),
                       "per_round_median_s": [common.summarize(r["step_times"])["median"] for r in rs]}
+        if c in breakdown:
+            configs[c].update({k: breakdown[c][k] for k in ("live_peak_mb", "live_by_category_mb")})
     ratios = []
     targets = []
     for num, den, metric, target in TARGETS:  # every time ratio on both clocks: wall and process CPU time
         targets += [(num, den, "step_cpu_s", target), (num, den, metric, target)] if metric == "step_s" else \
             [(num, den, metric, target)]
+        if metric == "mem" and breakdown:
+            targets.append((num, den, "mem_live", target))
     for num, den, metric, target in targets:
         if num not in configs or den not in configs:
             continue
         if metric in ("step_s", "step_cpu_s"):
             value = configs[num][metric]["median"] / configs[den][metric]["median"]
+        elif metric == "mem_live":  # peak live tensor bytes (profiler): the allocator-independent reading
+            if "live_peak_mb" not in configs[num] or "live_peak_mb" not in configs[den]:
+                continue
+            value = configs[num]["live_peak_mb"] / configs[den]["live_peak_mb"]
         else:  # memory the configuration added over the interpreter + libraries (CPU), or CUDA peak (GPU)
             key = "added_mem_mb" if configs[num]["added_mem_mb"] is not None else "peak_mem_mb"
             value = configs[num][key] / configs[den][key]
@@ -288,7 +335,16 @@ def markdown(res: dict) -> str:
            {True: "yes", False: "**no**", None: "–"}[r["met"]]] for r in res["ratios"]]
     t2 = common.md_table(["ratio", "metric", "value", "target", "met"], rr)
     pre = ", ".join(f"{k} {v} s" for k, v in s.get("precompute_s", {}).items())
-    return f"{head}\n\n{t1}\n\n{t2}\n\nsafealign precompute pass (one-off, {s['records']} records): {pre}\n"
+    out = f"{head}\n\n{t1}\n\n{t2}\n\nsafealign precompute pass (one-off, {s['records']} records): {pre}\n"
+    live = {c: v for c, v in res["configs"].items() if "live_peak_mb" in v}
+    if live:
+        cats = sorted({k for v in live.values() for k in v["live_by_category_mb"]})
+        rows = [[c, v["live_peak_mb"], v["added_mem_mb"]] + [v["live_by_category_mb"].get(k, 0.0) for k in cats]
+                for c, v in live.items()]
+        out += ("\nLive tensors at the peak (torch.profiler memory timeline, one untimed run per configuration; "
+                "`parameter`: the model weights, frozen or not; `activation`: what the "
+                "forward keeps for backward), MiB:\n\n" + common.md_table(["config", "live peak", "RSS added"] + cats, rows) + "\n")
+    return out
 
 
 def run(a) -> dict:
@@ -322,7 +378,13 @@ def run(a) -> dict:
                 st = common.summarize(res["step_times"])
                 print(f"[train_step] round {r + 1}/{a.rounds} {c:20s} step {st['median']:.4f} s  "
                       f"peak {res['peak_mem_mb']:.0f} MiB", flush=True)
-    out = aggregate(a, setup_info, runs)
+        breakdown = {}
+        if a.memory_breakdown:  # untimed: the profiler slows the step several-fold
+            for c in a.configs:
+                breakdown[c] = common.run_worker(script, ["--worker", c, "--breakdown", "--workdir", wd, *flags])
+                print(f"[train_step] live tensors {c:20s} peak {breakdown[c]['live_peak_mb']:.0f} MiB "
+                      f"{ {k: round(v) for k, v in breakdown[c]['live_by_category_mb'].items()} }", flush=True)
+    out = aggregate(a, setup_info, runs, breakdown)
     out["machine"] = common.machine_info()
     out["markdown"] = markdown(out)
     return out

@@ -24,8 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 BENCHES = {"train_step": "bench_train_step.py", "train_step_lora": "bench_train_step.py",
-           "precompute": "bench_precompute.py", "generate": "bench_generate.py"}
-EXTRA_FLAGS = {"train_step_lora": ["--lora"]}
+           "train_step_recipe": "bench_train_step.py", "precompute": "bench_precompute.py",
+           "generate": "bench_generate.py"}
+# every step benchmark also reports live tensor memory (untimed profiler pass); "recipe" = the settings of
+# configs/mistral7b_pku_saferlhf.yaml: LoRA + activation checkpointing
+EXTRA_FLAGS = {"train_step": ["--memory-breakdown"], "train_step_lora": ["--lora", "--memory-breakdown"],
+               "train_step_recipe": ["--lora", "--checkpointing", "--memory-breakdown"]}
 
 
 def main(argv=None) -> int:
@@ -102,6 +106,7 @@ def markdown(rep: dict) -> str:
              + ("; QUICK (smoke) run: sizes too small to mean anything" if rep["quick"] else ""),
              ""]
     titles = {"train_step": "Training step (full fine-tuning)", "train_step_lora": "Training step (LoRA)",
+              "train_step_recipe": "Training step (LoRA + activation checkpointing: the 7B recipe's settings)",
               "precompute": "Precompute pass", "generate": "Generation"}
     for name, res in rep["results"].items():
         lines += [f"## {titles[name]}", "", f"Command: `{rep['commands'][name]}` (started {res.get('started_utc')})",

@@ -52,13 +52,22 @@ def test_train_step_quick(tmp_path):
     import bench_train_step
 
     out = tmp_path / "ts.json"
-    assert bench_train_step.main(["--quick", "--configs", "safe_mm_dpo,trl_dpo_precompute", "--out", str(out)]) == 0
+    assert bench_train_step.main(["--quick", "--configs", "safe_mm_dpo,trl_dpo_precompute", "--memory-breakdown",
+                                  "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     for c in ("safe_mm_dpo", "trl_dpo_precompute"):
         assert res["configs"][c]["step_s"]["median"] > 0
         assert res["configs"][c]["peak_mem_mb"] > 0
     assert any(r["ratio"] == "safe_mm_dpo / trl_dpo_precompute" for r in res["ratios"])
     assert "| safe_mm_dpo |" in res["markdown"]
+    # the profiler's live-tensor peak: weights + activations saved for backward, both > 0
+    for c in ("safe_mm_dpo", "trl_dpo_precompute"):
+        live = res["configs"][c]
+        assert live["live_peak_mb"] > 0
+        assert live["live_by_category_mb"]["parameter"] > 0 and live["live_by_category_mb"]["activation"] > 0
+        assert abs(sum(live["live_by_category_mb"].values()) - live["live_peak_mb"]) < 1e-6
+    assert any(r["metric"] == "mem_live" for r in res["ratios"])
+    assert "Live tensors at the peak" in res["markdown"]
 
 
 def test_gpu_script_tiny_on_cpu_with_oom_search(tmp_path):
