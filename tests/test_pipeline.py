@@ -225,6 +225,12 @@ def test_sweep_end_to_end_and_resume(ci_run, capsys):
     again = run_sweep(cfg)
     assert again["points"] == res["points"]
     assert capsys.readouterr().out.count("skipped (already evaluated)") == 2
+    import shutil  # a sweep folder moved elsewhere still knows its finished points
+
+    shutil.copytree(out, d / "sweep_moved")
+    moved = run_sweep(cfg, output_dir=d / "sweep_moved")
+    assert [p["id"] for p in moved["points"]] == [p["id"] for p in res["points"]]
+    assert capsys.readouterr().out.count("skipped (already evaluated)") == 2
 
 
 def test_killed_mid_stage_resumes_from_its_checkpoint(ci_run):

@@ -247,11 +247,13 @@ def run_sweep(cfg, output_dir: str | Path | None = None) -> dict:
     points = []
     for n, (lam, w) in enumerate(grid, 1):
         pid = point_id(lam, w)
-        pcfg = cfg.with_overrides([("dpo.lambda_init", lam), ("dpo.w", w),
-                                   ("dpo.num_train_epochs", sw.num_train_epochs),
-                                   ("dpo.output_dir", str(out / "checkpoints" / pid))])
-        key = hash_obj([pid, pcfg.fingerprint(["dpo", "model", "sft", "reward", "data", "toy", "eval"]),
+        point_set = [("dpo.lambda_init", lam), ("dpo.w", w), ("dpo.num_train_epochs", sw.num_train_epochs)]
+        # the key leaves out where the point's checkpoints go (an absolute path under `out`), so a sweep
+        # folder that was moved or copied still recognises its finished points
+        key = hash_obj([pid, cfg.with_overrides(point_set).fingerprint(["dpo", "model", "sft", "reward", "data",
+                                                                         "toy", "eval"]),
                         metric, sw.val_prompts, sw.seed])
+        pcfg = cfg.with_overrides(point_set + [("dpo.output_dir", str(out / "checkpoints" / pid))])
         if key in done:
             points.append(done.get(key)["point"])
             print(f"[{n}/{len(grid)}] {pid:<20} skipped (already evaluated)", flush=True)
