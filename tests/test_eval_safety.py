@@ -155,6 +155,12 @@ def test_evaluate_all_cli_then_report(tiny_base, run_dir, tmp_path, capsys):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     md = (out / "report.md").read_text()
     assert "| aligned |" in md and "## MT-Bench by category" in md and "| aligned | 1,000 | 0.50 | 123.4 | 7.0 |" in md
+    assert rep["not_included"] == []
+    # --models: only the named folders (a folder an earlier run left behind stays out, and is named)
+    assert main(["report", "--config", str(cfg_file), "--results", str(out), "--models", "aligned",
+                 "--output", str(tmp_path / "only")]) == 0
+    only = read_json(tmp_path / "only" / "report.json")
+    assert list(only["models"]) == ["aligned"] and only["not_included"] == ["base"] and only["base"] is None
 
 
 def test_helpful_rm_mean_score_and_win_rate_vs_base(tiny_base, run_dir, tmp_path):

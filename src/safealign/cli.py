@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "report":
             p.add_argument("--results", help="results folder holding evaluated models (default <run-dir>/results)")
             p.add_argument("--output", help="where report.md/report.json go (default: the results folder)")
+            p.add_argument("--models", help="comma-separated result folders to report, in this order (default: all)")
         elif name == "pipeline":
             p.add_argument("--from", dest="from_stage", help="rerun from this stage on")
             p.add_argument("--only", dest="only_stage", help="run only this stage")

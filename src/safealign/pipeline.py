@@ -246,11 +246,12 @@ def build_plan(cfg) -> list[Stage]:
 
     def _report(_resume):
         out = _entry("report", "safealign.evaluation.report", "build_report")(
-            str(results), str(results), base_name="base", run_dir=str(rd))
+            str(results), str(results), base_name="base", run_dir=str(rd), models=report_names)
         _check_report(results / "report.json", report_names)
-        others = sorted(set(out.get("models", {})) - set(report_names))
+        others = out.get("not_included", [])
         if others:  # e.g. a model evaluated by an earlier run with another dpo.algorithm or ablation list
-            log.warning("report: results/ also holds %s, not evaluated by this run's plan", ", ".join(others))
+            log.warning("report: results/ also holds %s, not in this run's plan: left out of the report",
+                        ", ".join(others))
         return {"models": report_names, "not_in_plan": others, "plots": out.get("plots", {})}
 
     stages.append(Stage("report", _report, ["eval"], [results / n for n in report_names],

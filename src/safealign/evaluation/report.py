@@ -60,17 +60,25 @@ def deltas(entry: dict, base: dict) -> dict:
     return out
 
 
-def build_report(results_dir, out_dir=None, base_name: str = "base", run_dir=None) -> dict:
-    """Write report.json, report.md and the plots into `out_dir` (default: `results_dir`); return report.json."""
+def build_report(results_dir, out_dir=None, base_name: str = "base", run_dir=None,
+                 models: list[str] | None = None) -> dict:
+    """Write report.json, report.md and the plots into `out_dir` (default: `results_dir`); return report.json.
+
+    `models`: report only these result folders (the pipeline passes its plan, so a folder an earlier run left
+    behind stays out); others with results are listed under "not_included". Default: every folder.
+    """
     results_dir = Path(results_dir)
     out_dir = Path(out_dir or results_dir)
-    models = {}
+    found = {}
     folders = sorted(p for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
         if results_dir.is_dir() else []
     for folder in folders:
         entry = collect_model(folder)
         if entry is not None:
-            models[folder.name] = entry
+            found[folder.name] = entry
+    wanted = list(found) if models is None else [m for m in models if m in found]
+    models = {m: found[m] for m in wanted}
+    not_included = sorted(set(found) - set(models))
     base = models.get(base_name)
     for name, entry in models.items():
         entry["delta_vs_base"] = deltas(entry, base) if base is not None and name != base_name else None
@@ -84,7 +92,8 @@ def build_report(results_dir, out_dir=None, base_name: str = "base", run_dir=Non
     if run_dir is not None:
         for p in training_curves(Path(run_dir) / "logs", out_dir):
             plots[p.stem] = p.name
-    report = {"base": base_name if base is not None else None, "models": models, "plots": plots}
+    report = {"base": base_name if base is not None else None, "models": models, "plots": plots,
+              "not_included": not_included}
     write_json(out_dir / "report.json", report)
     write_text(out_dir / "report.md", report_markdown(report))
     return report
@@ -154,7 +163,10 @@ def cli_main(cfg, args) -> int:
     run_dir = cfg.section("run").directory
     results = Path(getattr(args, "results", None) or run_dir / "results")
     out = Path(getattr(args, "output", None) or results)
-    report = build_report(results, out, run_dir=run_dir)
+    only = [m.strip() for m in args.models.split(",") if m.strip()] if getattr(args, "models", None) else None
+    report = build_report(results, out, run_dir=run_dir, models=only)
+    if report["not_included"]:
+        print(f"report: left out {', '.join(report['not_included'])} (not in --models)")
     print((out / "report.md").read_text(encoding="utf-8"))
     print(f"report: {out / 'report.md'} ({len(report['models'])} models)")
     return 0
