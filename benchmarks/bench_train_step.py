@@ -250,7 +250,6 @@ def live_tensor_peak(trainer) -> dict:
     """
     import warnings
 
-    import torch
     from torch.profiler import ProfilerActivity, profile
     from torch.profiler._memory_profiler import _CATEGORY_TO_INDEX
 
@@ -266,7 +265,6 @@ def live_tensor_peak(trainer) -> dict:
         names[i + 1] = cat.name.lower() if cat is not None else "unknown"
     totals = [sum(row) for row in sizes]
     i = max(range(len(totals)), key=totals.__getitem__)
-    del torch
     return {"live_peak_mb": totals[i] / 2**20,
             "live_by_category_mb": {n: v / 2**20 for n, v in zip(names, sizes[i]) if v}}
 

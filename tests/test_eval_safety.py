@@ -161,6 +161,10 @@ def test_evaluate_all_cli_then_report(tiny_base, run_dir, tmp_path, capsys):
                  "--output", str(tmp_path / "only")]) == 0
     only = read_json(tmp_path / "only" / "report.json")
     assert list(only["models"]) == ["aligned"] and only["not_included"] == ["base"] and only["base"] is None
+    rc = main(["report", "--config", str(cfg_file), "--results", str(out), "--models", "aligned,algined",
+               "--output", str(tmp_path / "typo")])
+    assert rc != 0 and not (tmp_path / "typo" / "report.json").exists()  # a typo writes nothing
+    assert "algined" in capsys.readouterr().err
 
 
 def test_helpful_rm_mean_score_and_win_rate_vs_base(tiny_base, run_dir, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..errors import SafeAlignError
 from ..fileio import read_json, write_json, write_text
 from .plots import radar_chart, safety_bar_chart, training_curves
 
@@ -164,6 +165,9 @@ def cli_main(cfg, args) -> int:
     results = Path(getattr(args, "results", None) or run_dir / "results")
     out = Path(getattr(args, "output", None) or results)
     only = [m.strip() for m in args.models.split(",") if m.strip()] if getattr(args, "models", None) else None
+    missing = [m for m in only or [] if collect_model(results / m) is None]
+    if missing:  # before anything is written: a typo must not produce a report that silently lacks a model
+        raise SafeAlignError(f"report --models: no safety.json or mt_bench.json under {results}/{missing[0]}")
     report = build_report(results, out, run_dir=run_dir, models=only)
     if report["not_included"]:
         print(f"report: left out {', '.join(report['not_included'])} (not in --models)")
