@@ -8,7 +8,6 @@ counted; the two ways alternate `--reps` times so machine load falls on both ali
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -18,19 +17,13 @@ import common  # noqa: E402
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--size", choices=list(common.SIZES), default=None)
+    ap = common.bench_parser(__doc__)
     ap.add_argument("--n", type=int, default=None, help="prompts (default 32; quick 8)")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default 32; quick 8")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--reps", type=int, default=None, help="alternating repetitions (default 2; quick 1)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--json-out", default=None, help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
+    a = common.parse_bench_args(ap, argv)
     q = a.quick
-    a.size = a.size or ("quick" if q else "small")
     a.n = a.n or (8 if q else 32)
     a.max_new_tokens = a.max_new_tokens or (8 if q else 32)
     a.reps = a.reps or (1 if q else 2)

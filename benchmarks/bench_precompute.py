@@ -14,7 +14,6 @@ alternate, `--reps` times, so machine load falls on both alike. Target: â‰¥ 1.3Ã
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -26,20 +25,14 @@ TARGET = 1.3
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--size", choices=list(common.SIZES), default=None)
+    ap = common.bench_parser(__doc__)
     ap.add_argument("--n", type=int, default=None, help="sequences (default 128; quick 24)")
     ap.add_argument("--max-len", type=int, default=None, help="longest sequence (default 256; quick 64)")
     ap.add_argument("--median-len", type=int, default=None, help="median length (default 48; quick 16)")
     ap.add_argument("--tokens-per-batch", type=int, default=None, help="token budget (default 4096; quick 256)")
     ap.add_argument("--reps", type=int, default=None, help="alternating repetitions (default 3; quick 1)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--json-out", default=None, help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
+    a = common.parse_bench_args(ap, argv)
     q = a.quick
-    a.size = a.size or ("quick" if q else "small")
     a.n = a.n or (24 if q else 128)
     a.max_len = a.max_len or (64 if q else 256)
     a.median_len = a.median_len or (16 if q else 48)

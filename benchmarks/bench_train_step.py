@@ -44,9 +44,7 @@ TARGETS = [
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny model, 1 round, few steps (smoke run)")
-    ap.add_argument("--size", choices=list(common.SIZES), default=None, help="model size (default: small)")
+    ap = common.bench_parser(__doc__, "torch threads in each worker")
     ap.add_argument("--batch", type=int, default=None, help="pairs per step (default 4; quick 2)")
     ap.add_argument("--prompt-len", type=int, default=None, help="prompt words = tokens (default 64)")
     ap.add_argument("--response-len", type=int, default=None, help="response tokens (default 64)")
@@ -55,12 +53,10 @@ def parse_args(argv):
     ap.add_argument("--warmup", type=int, default=None, help="discarded steps per worker (default 2)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per worker (default 4)")
     ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
-    ap.add_argument("--threads", type=int, default=1, help="torch threads in each worker")
     ap.add_argument("--lora", action="store_true", help="LoRA r=16 on all linear layers (policy); the online "
                     "reference is then the policy with its adapter disabled, as in `safealign train-dpo`")
     ap.add_argument("--checkpointing", action="store_true",
                     help="activation checkpointing on the trained policy (every configuration alike)")
-    ap.add_argument("--out", default=None, help="write the aggregated JSON here")
     ap.add_argument("--profile", action="store_true", help="torch.profiler over the timed steps: top ops per config")
     ap.add_argument("--memory-breakdown", action="store_true",
                     help="after the timed rounds, one more (untimed) worker per configuration under torch.profiler's "
@@ -71,10 +67,8 @@ def parse_args(argv):
     ap.add_argument("--setup", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--breakdown", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", default=None, help="keep models + caches here and reuse them on reruns (same sizes!)")
-    ap.add_argument("--json-out", default=None, help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
+    a = common.parse_bench_args(ap, argv)
     q = a.quick
-    a.size = a.size or ("quick" if q else "small")
     a.batch = a.batch or (2 if q else 4)
     a.prompt_len = a.prompt_len or (16 if q else 64)
     a.response_len = a.response_len or (16 if q else 64)

@@ -220,6 +220,27 @@ def skewed_lengths(n: int, max_len: int, seed: int = 0, median: int = 48, sigma:
 
 
 # ----------------------------------------------------------------------------- workers and files
+def bench_parser(doc: str, threads_help: str = "torch threads"):
+    """The flags every CPU benchmark script shares: --quick, --size, --threads, --out and the internal
+    --json-out (how `run_worker` and `run_all.py` collect its figures). Finish with `parse_bench_args`."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smallest sizes (smoke run)")
+    ap.add_argument("--size", choices=list(SIZES), default=None, help="model size (default: small; quick: quick)")
+    ap.add_argument("--threads", type=int, default=1, help=threads_help)
+    ap.add_argument("--out", default=None, help="write the JSON results here")
+    ap.add_argument("--json-out", default=None, help=argparse.SUPPRESS)
+    return ap
+
+
+def parse_bench_args(ap, argv):
+    """Parse, then default --size by --quick (the scripts default their own flags after this)."""
+    a = ap.parse_args(argv)
+    a.size = a.size or ("quick" if a.quick else "small")
+    return a
+
+
 def run_worker(script: Path, args: list[str], timeout: float = 1800) -> dict:
     """Run `python script *args --json-out F` in a fresh interpreter and return the JSON it wrote."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
