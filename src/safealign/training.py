@@ -83,6 +83,8 @@ class StageArguments(transformers.TrainingArguments):
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator (warns on every eval otherwise)
         self.remove_unused_columns = False
+        if self.report_to is None:
+            self.report_to = "none"  # fit_to_run fills in the run's reporters
         if self.output_dir is None:
             self.output_dir = "trainer_output"  # placeholder until fit_to_run points it into the run dir
         try:
