@@ -36,6 +36,8 @@ class RunLayout:
     # The start policy: "sft" | "tiny" | a Hub id / path (see `policy_start`).
     start: str = "tiny"
     model_name_or_path: str = "tiny"
+    # Judges given by path instead of trained in this run (`reward.helpful_rm_path` / `reward.harmless_rm_path`).
+    judge_paths: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_config(cls, cfg) -> "RunLayout":
@@ -51,7 +53,11 @@ class RunLayout:
             start = "tiny"
         else:
             start = "hub"
-        return cls(root=root, data_dir=data_dir, start=start, model_name_or_path=model.name_or_path)
+        reward = cfg.section("reward")
+        judges = tuple((dim, getattr(reward, f"{dim}_rm_path")) for dim in RM_DIMENSIONS
+                       if getattr(reward, f"{dim}_rm_path", None))
+        return cls(root=root, data_dir=data_dir, start=start, model_name_or_path=model.name_or_path,
+                   judge_paths=judges)
 
     # ------------------------------------------------------------------ data
     def split(self, name: str) -> Path:
@@ -74,6 +80,14 @@ class RunLayout:
         if dimension not in RM_DIMENSIONS:
             raise ValueError(f"dimension must be one of {RM_DIMENSIONS} (got {dimension!r})")
         return self.model(f"{dimension}_rm")
+
+    def judge(self, dimension: str) -> str:
+        """The helpful RM / cost model every stage reads: the configured path, else the one this run trains."""
+        return dict(self.judge_paths).get(dimension) or str(self.rm(dimension))
+
+    @property
+    def judges_are_local(self) -> bool:
+        return not self.judge_paths
 
     def aligned(self, algo: str | None = None) -> Path:
         """The main aligned policy (`algo` None) or an ablation's (`models/aligned_<algo>`)."""

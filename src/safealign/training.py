@@ -258,3 +258,7 @@ class AtomicCheckpointMixin:
             self.load_extra_checkpoint_state(resume)
             log.info("resuming from %s", resume)
         return super().train(resume_from_checkpoint=resume, **kwargs)
+
+
+class CheckpointedTrainer(AtomicCheckpointMixin, transformers.Trainer):
+    """A plain `transformers.Trainer` with atomic checkpoints (SFT, the distillation student)."""

@@ -46,3 +46,13 @@ class ModelConfig:
     @property
     def is_tiny(self) -> bool:
         return self.name_or_path == "tiny"
+
+    def with_overrides(self, overrides: dict | None, key: str) -> "ModelConfig":
+        """This config with some fields replaced (a stage's `model` overrides, e.g. `reward.model`,
+        `distill.student`): the fields are the `model` section's own, validated the same way; `key` names
+        where the overrides came from in error messages."""
+        if not overrides:
+            return self
+        from ..config import asdict_shallow, build_dataclass
+
+        return build_dataclass(ModelConfig, {**asdict_shallow(self), **overrides}, key)

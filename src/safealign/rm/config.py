@@ -19,6 +19,9 @@ class RewardConfig(TrainingArguments):
     """Reward / cost model training. `model_name_or_path: None` means the run's base model."""
 
     model_name_or_path: str | None = None
+    # Judges to use instead of training them in this run (every stage reads these through RunLayout.judge).
+    helpful_rm_path: str | None = None
+    harmless_rm_path: str | None = None
     max_length: int = 512
     sign_loss_weight: float = 1.0  # cost model: weight of -log σ(s·c) (c > 0 ⇔ unsafe)
     center_coeff: float = 0.0  # reward centering (r_w + r_l)²; 0 turns it off
