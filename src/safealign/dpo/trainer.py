@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 STAGING = ".staging"  # checkpoints are written here, then renamed into place (atomic)
 METRIC_KEYS = ("loss_total", "loss_helpful", "loss_safety", "loss_kl", "dual_loss", "reward_helpful_mean",
                "reward_safety_mean", "delta_helpful_mean", "delta_safety_mean", "beta_helpful_mean",
-               "beta_safety_mean", "kl_divergence", "perplexity", "logratio_margin_helpful",
+               "beta_safety_mean", "kl_divergence", "kl_k1", "perplexity", "logratio_margin_helpful",
                "logratio_margin_safety", "accuracy_helpful", "accuracy_safety")
 
 
@@ -133,10 +133,13 @@ class SafeMMDPOTrainer(Trainer):
             beta_s = torch.full_like(delta_s, a.beta_ori)
         logit_h = losses.dpo_logits(pw_h, pl_h, rw_h, rl_h)
         logit_s = losses.dpo_logits(pw_s, pl_s, rw_s, rl_s)
-        # KL (k3, per token) on the chosen responses of the pairs the algorithm trains on
+        # KL (k3, per token) on the chosen responses of the pairs the algorithm trains on; k1 (the plain per-token
+        # log ratio, unbiased but negative whenever π_θ has moved below π_ref on these responses) is logged beside it
         kl = losses.kl_penalty(pw_h, rw_h, nw_h)
+        kl_k1 = (pw_h - rw_h) / nw_h.clamp(min=1).to(pw_h.dtype)
         if a.is_safe:
             kl = 0.5 * (kl + losses.kl_penalty(pw_s, rw_s, nw_s))
+            kl_k1 = 0.5 * (kl_k1 + (pw_s - rw_s) / nw_s.clamp(min=1).to(pw_s.dtype))
         lam = self.lagrange.lam if a.is_safe else 0.0
         parts = losses.safe_mm_dpo_loss(logit_h, logit_s, beta_h, beta_s, lam, kl, a.kl_coeff)
         loss = parts["loss"]
@@ -151,8 +154,7 @@ class SafeMMDPOTrainer(Trainer):
                 "reward_helpful_mean": torch.cat([h0, h1]).mean(), "reward_safety_mean": -torch.cat([c0, c1]).mean(),
                 "delta_helpful_mean": delta_h.mean(), "delta_safety_mean": delta_s.mean(),
                 "beta_helpful_mean": beta_h.mean(), "beta_safety_mean": beta_s.mean(),
-                # sequence-level KL estimate (k1) on the chosen responses: mean log π_θ/π_ref
-                "kl_divergence": torch.cat([pw_h - rw_h, pw_s - rw_s]).mean(),
+                "kl_divergence": kl.mean(), "kl_k1": kl_k1.mean(),  # the KL the loss uses (k3, >= 0), and k1
                 "perplexity": torch.exp(-chosen_lp.sum() / chosen_n.sum().clamp(min=1)),
                 "logratio_margin_helpful": logit_h.mean(), "logratio_margin_safety": logit_s.mean(),
                 "accuracy_helpful": (logit_h > 0).float().mean(), "accuracy_safety": (logit_s > 0).float().mean(),
@@ -194,6 +196,10 @@ class SafeMMDPOTrainer(Trainer):
         logs["lambda" if kind == "train" else "eval_lambda"] = self.lagrange.lam
         if kind == "train":
             logs["nan_steps_skipped"] = self.lagrange.nan_steps_total
+            if self.args.is_safe:  # J_C of the last λ update, and the threshold it is compared with
+                if self.lagrange.last_jc is not None:
+                    logs["jc"] = self.lagrange.last_jc
+                logs["cost_threshold"] = self.args.cost_threshold
         stored.clear()
         super().log(logs, start_time)
 
