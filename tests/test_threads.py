@@ -10,7 +10,7 @@ import pytest
 
 from safealign.errors import ConfigError
 from safealign.threads import (THREAD_ENV_VARS, _cgroup_cpu_limit, apply_num_threads, available_cores,
-                               default_num_threads, resolve_num_threads)
+                               default_num_threads, resolve_num_threads, threads_for_this_process)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -67,6 +67,15 @@ def test_configured_value_is_validated():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ConfigError, match="run.num_threads: must be a whole number >= 1"):
             resolve_num_threads(bad)
+
+
+def test_ranks_of_a_launcher_share_the_cores(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert threads_for_this_process(4) == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun / accelerate launch with 2 processes on this machine
+    assert threads_for_this_process(4) == 2 and threads_for_this_process(1) == 1 and threads_for_this_process(5) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    assert threads_for_this_process(None) == 4
 
 
 def test_apply_sets_torch_and_the_environment(restore_threads):

@@ -79,6 +79,17 @@ def resolve_num_threads(configured: int | None) -> int:
     return configured
 
 
+def threads_for_this_process(configured: int | None) -> int:
+    """`resolve_num_threads(configured)` shared among the processes a launcher started on this machine:
+    torchrun and accelerate set LOCAL_WORLD_SIZE, and N ranks that each took every core would oversubscribe
+    them N times. Each rank gets n // N threads (at least 1)."""
+    n = resolve_num_threads(configured)
+    local = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
+    if local.isdigit() and int(local) > 1:
+        n = max(1, n // int(local))
+    return n
+
+
 def apply_num_threads(n: int | None = None) -> int:
     """Size every thread pool of this process and of its future children to `n` (default: see above).
 
