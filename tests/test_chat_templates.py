@@ -34,7 +34,8 @@ def test_multi_turn_and_system_prompt(tok):
     tok.chat_template = resolve_chat_template("llama2")
     conv = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
             {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bread?"}]
-    assert prompt_text(tok, conv) == "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello. </s><s>[INST] Bread? [/INST]"
+    assert prompt_text(tok, conv) == ("<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello. </s>"
+                                      "<s>[INST] Bread? [/INST]")
     tok.chat_template = resolve_chat_template("chatml")
     assert prompt_text(tok, conv).startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi")
 

@@ -115,7 +115,7 @@ def test_generate_from_a_text_file_to_stdout(tmp_path, tiny_base):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("how do I bake bread?\n\nis a weapon safe?\n")
     stdout = io.StringIO()
-    args = _args(add_generate_arguments, ["--model", str(tiny_base), "--prompts", str(prompts), "--max-new-tokens", "8"])
+    args = _args(add_generate_arguments, ["--model", str(tiny_base), "--prompts", str(prompts), *SAMPLE])
     assert cli_generate(args, stdout=stdout) == 0
     got = [json.loads(line) for line in stdout.getvalue().splitlines()]
     assert [g["prompt"] for g in got] == ["how do I bake bread?", "is a weapon safe?"]

@@ -53,7 +53,8 @@ def check_model_path(value: str, flag: str = "--model") -> str:
     p = Path(value).expanduser()
     if p.is_dir():
         if not ((p / "config.json").is_file() or (p / "adapter_config.json").is_file()):
-            hint = " (it holds checkpoints: pass one of its checkpoint-N folders)" if any(p.glob("checkpoint-*")) else ""
+            has_checkpoints = any(p.glob("checkpoint-*"))
+            hint = " (it holds checkpoints: pass one of its checkpoint-N folders)" if has_checkpoints else ""
             raise ConfigError(f"{flag} {value}: not a model folder (no config.json){hint}; pass a folder written by "
                               "save_pretrained, e.g. runs/<name>/models/aligned")
         return str(p)

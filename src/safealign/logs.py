@@ -11,12 +11,12 @@ TensorBoard's directory watcher, Trainer's metric dicts) while keeping no log fi
 - known noise is demoted to DEBUG (file only) or rewritten, by the rules in `NOISE_RULES`, each found by
   reproducing it with transformers 5.x / tensorboard 2.x:
 
-  | logger                       | message                                              | becomes                        |
-  |------------------------------|------------------------------------------------------|--------------------------------|
-  | transformers.modeling_utils  | `<Cls> LOAD REPORT` with only `score.*` MISSING      | one plain notice: expected     |
-  | transformers.trainer         | `missing keys ... ['lm_head.weight']` (resume)       | DEBUG: tied to the embeddings  |
-  | tensorboard                  | `Directory watcher advancing ...`, `No path found`   | DEBUG                          |
-  | py.warnings (FutureWarning)  | `` `gradient_checkpointing...` is deprecated ``      | DEBUG                          |
+  | logger                      | message                                            | becomes                      |
+  |-----------------------------|----------------------------------------------------|------------------------------|
+  | transformers.modeling_utils | `<Cls> LOAD REPORT` with only `score.*` MISSING    | one plain notice: expected   |
+  | transformers.trainer        | `missing keys ... ['lm_head.weight']` (resume)     | DEBUG: tied to the embedding |
+  | tensorboard                 | `Directory watcher advancing ...`, `No path found` | DEBUG                        |
+  | py.warnings (FutureWarning) | `` `gradient_checkpointing...` is deprecated ``    | DEBUG                        |
 
 Libraries that install their own stderr handler (transformers, datasets, huggingface_hub) are routed through
 ours for the duration, so nothing is printed twice; everything is restored on exit.

@@ -32,8 +32,10 @@ METHODS = {
                     "its threshold:\n\n"
                     "    L = (L_H + λ·L_S) / (1 + λ) + c_KL·KL,   L_* = −log σ(β_*(δ) · h_*),\n"
                     "    β(δ) = β_ori·(1 + w·(1 − e^(−k·δ))),   λ ← max(0, λ + η_λ·(J_C − threshold))."),
-    "safe_dpo": ("Safe DPO", "Safe-MM-DPO with a fixed β (no reward-model margins): L = (L_H + λ·L_S)/(1 + λ) + c_KL·KL."),
-    "mm_dpo": ("MM-DPO", "DPO on the helpful pair with a margin-aware β(δ) from a frozen reward model; no safety term."),
+    "safe_dpo": ("Safe DPO", "Safe-MM-DPO with a fixed β (no reward-model margins): "
+                             "L = (L_H + λ·L_S)/(1 + λ) + c_KL·KL."),
+    "mm_dpo": ("MM-DPO", "DPO on the helpful pair with a margin-aware β(δ) from a frozen reward model; "
+                         "no safety term."),
     "dpo": ("DPO", "Direct preference optimisation on the helpful pair with a fixed β; no safety term."),
     "sft": ("SFT", "Supervised fine-tuning on the chosen (more helpful) responses, loss on response tokens only."),
     "distill": ("Distillation", "A smaller student fine-tuned on the aligned teacher's answers that pass the "
@@ -207,7 +209,8 @@ def push_to_hub(folder: str | os.PathLike, repo_id: str, token_env: str = "HF_TO
         if "/" not in repo_id:
             raise HFValidationError("expected owner/name")
     except HFValidationError as err:
-        raise ConfigError(f"--push-to-hub: {repo_id!r} is not a repo id (owner/name): {str(err).splitlines()[0]}") from None
+        reason = str(err).splitlines()[0]
+        raise ConfigError(f"--push-to-hub: {repo_id!r} is not a repo id (owner/name): {reason}") from None
     token = os.environ.get(token_env, "").strip()
     if not token:
         raise ConfigError(f"--push-to-hub: set {token_env} in the environment to a Hugging Face write token "
