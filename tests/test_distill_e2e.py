@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from distill_helpers import teacher_examples, toy_rates, train_tiny_rm
+from helpers.distill import teacher_examples, toy_rates, train_tiny_rm
 
 pytestmark = pytest.mark.slow
 

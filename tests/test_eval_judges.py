@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from openai_server import OpenAIServer  # noqa: E402
+from helpers.openai_server import OpenAIServer  # noqa: E402
 
 from safealign.config import Config  # noqa: E402
 from safealign.errors import ConfigError, SafeAlignError  # noqa: E402

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from openai_server import OpenAIServer  # noqa: E402
+from helpers.openai_server import OpenAIServer  # noqa: E402
 
 from safealign.cli import main  # noqa: E402
 from safealign.config import Config  # noqa: E402
-from safealign.data.toy_world import ToyJudge, toy_prompts  # noqa: E402
+from safealign.toy import ToyJudge, toy_prompts  # noqa: E402
 from safealign.evaluation.run import evaluate_model  # noqa: E402
 from safealign.fileio import read_json, read_jsonl, write_jsonl  # noqa: E402
 

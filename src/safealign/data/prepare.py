@@ -19,6 +19,7 @@ import yaml
 from ..config import asdict_shallow, redact
 from ..errors import DataError, SafeAlignError
 from ..fileio import atomic_path
+from ..layout import RunLayout
 from . import stats as S
 from .loading import open_sources
 from .schemas import Drop, RowError, detect_schema, missing_columns, to_record
@@ -207,8 +208,7 @@ def cli_main(cfg, args) -> int:
     if overrides:
         cfg = cfg.with_overrides(overrides)
     data, toy = cfg.section("data"), cfg.section("toy")
-    out = Path(data.output_dir) if data.output_dir else cfg.section("run").directory / "data"
-    summary = run_prepare(data, toy, out)
+    summary = run_prepare(data, toy, RunLayout.from_config(cfg).data_dir)
     print(format_summary(summary))
     for rec in summary["samples"]:
         print(json.dumps(rec, ensure_ascii=False))
