@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
+from tqdm.auto import tqdm
 
 from ..config import asdict_shallow, redact
 from ..errors import DataError, SafeAlignError
@@ -93,8 +94,6 @@ def _check_output(out: Path) -> None:
 
 
 def _read_all(sources, cfg):
-    from tqdm.auto import tqdm
-
     prefs, safety = [], []
     seen: set = set()
     drops: Counter = Counter()

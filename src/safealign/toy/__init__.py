@@ -1,4 +1,4 @@
-"""The toy safety world, on the ground floor (it imports nothing else of safealign): a generator of
+"""The toy safety world, on the ground floor (of safealign it imports only `errors`): a generator of
 preference rows in the PKU-SafeRLHF 2024 schema (`generator`), its vocabulary (`content`, `vocabulary.yaml`)
 and its ground-truth judge (`judge`). The data stage generates it, the tiny model's tokenizer is trained on
 it, and the evaluation judges generated answers with it.
