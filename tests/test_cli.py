@@ -9,7 +9,8 @@ from safealign.cli import COMMANDS, build_parser, main
 
 
 def test_every_stage_has_a_subcommand():
-    assert set(COMMANDS) == {"prepare", "train-rm", "train-dpo", "sweep", "evaluate", "distill", "report", "pipeline"}
+    assert set(COMMANDS) == {"prepare", "sft", "train-rm", "train-dpo", "sweep", "evaluate", "distill", "report",
+                            "pipeline"}
     parser = build_parser()
     for name in COMMANDS:
         with pytest.raises(SystemExit) as exc:

@@ -20,6 +20,7 @@ from .errors import SafeAlignError
 # subcommand -> (entry module, config section that bare `--set key=value` refers to)
 COMMANDS = {
     "prepare": ("safealign.data.prepare", "data"),
+    "sft": ("safealign.sft.warmup", "sft"),
     "train-rm": ("safealign.rm.train", "reward"),
     "train-dpo": ("safealign.dpo.train", "dpo"),
     "sweep": ("safealign.sweep.run", "sweep"),
@@ -31,6 +32,7 @@ COMMANDS = {
 
 HELP = {
     "prepare": "load, clean, de-duplicate and split a preference dataset; write a statistics report",
+    "sft": "warm the base policy up on the more helpful answers (the optional stage before alignment)",
     "train-rm": "train the helpful reward model or the harmless cost model",
     "train-dpo": "align the policy with Safe-MM-DPO (or DPO / MM-DPO / safe DPO ablations)",
     "sweep": "grid search over lambda_init x w; pick the best config",
@@ -65,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--schema", choices=["auto", "pku2023", "pku2024", "pair", "beavertails"])
             p.add_argument("--on-error", choices=["raise", "skip"])
             p.add_argument("--show", type=int, help="print N random records")
+        elif name == "sft":
+            p.add_argument("--output", help="model folder (default <run-dir>/models/sft)")
+            p.add_argument("--resume", nargs="?", const="latest", help="resume from the latest or a given checkpoint")
         elif name == "train-rm":
             p.add_argument("--dimension", choices=["helpful", "harmless"], required=True)
             p.add_argument("--data-dir", help="prepared data folder (default <run-dir>/data)")

@@ -122,7 +122,7 @@ def _sft(cfg, layout: RunLayout, seed: dict) -> Stage:
     """The optional warm-up: it then is the policy's start and reference (`base` in the report)."""
 
     def run(resume):
-        return run_sft_warmup(cfg, data_dir=str(layout.data_dir), output_dir=str(layout.sft_model), resume=resume)
+        return run_sft_warmup(cfg, output_dir=str(layout.sft_model), resume=resume)
 
     return Stage("sft", run, ["sft", "model"], [layout.data_dir] + _base_inputs(cfg, layout),
                  [layout.sft_model / "config.json"], checkpoint_dir=layout.checkpoints("sft"), extra=seed,
