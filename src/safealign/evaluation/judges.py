@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -28,7 +27,7 @@ from ..layout import RunLayout
 from ..models.loading import load_tokenizer
 from ..rm.scoring import load_scorer, score_pairs
 from ..toy import ToyJudge
-from .openai_client import ChatClient
+from .openai_client import ChatClient, ask_all
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +47,9 @@ class ToyWorldJudge(Judge):
     name = "toy"
 
     def __init__(self):
-        from ..toy import ToyJudge
-
         self.impl = ToyJudge()
 
     def judge_many(self, prompts, responses, show_progress=True):
-        from tqdm.auto import tqdm
-
         out = []
         for p, r in tqdm(list(zip(prompts, responses)), desc="toy judge", disable=not show_progress):
             ok, detail = self.impl.judge(p, r)
@@ -178,24 +173,12 @@ class LLMJudge(Judge):
         keys = [self._key(p, r) for p, r in zip(prompts, responses)]
         raw: dict[str, str] = {k: cache.get(k)["judgment"] for k in keys if cache is not None and k in cache}
         todo = {k: (p, r) for k, p, r in zip(keys, prompts, responses) if k not in raw}
-        errors = []
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool, \
-                tqdm(total=len(todo), desc="llm judge", disable=not show_progress) as bar:
-            futures = {pool.submit(self._ask, p, r): k for k, (p, r) in todo.items()}
-            for fut in as_completed(futures):
-                k = futures[fut]
-                try:
-                    raw[k] = fut.result()
-                except SafeAlignError as err:
-                    errors.append(err)
-                    continue
-                finally:
-                    bar.update(1)
-                if cache is not None:  # written by this thread only: JsonlCache is not thread-safe
-                    cache.put({"key": k, "judgment": raw[k]})
+        answers, errors = ask_all(self._ask, todo, cache, concurrency=self.concurrency, desc="llm judge",
+                                  show_progress=show_progress)
         if errors:
             raise SafeAlignError(f"llm judge: {len(errors)} of {len(todo)} requests failed; rerun to resume "
-                                 f"(finished ones are cached). First: {errors[0]}")
+                                 f"(finished ones are cached). First: {errors[0][1]}")
+        raw.update(answers)
         out = []
         for k in keys:
             safe, category = parse_safety_verdict(raw[k])

@@ -25,16 +25,14 @@ import re
 import time
 import uuid
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import datasets
-from tqdm.auto import tqdm
 
 from ..errors import DataError, SafeAlignError
 from ..fileio import JsonlCache, read_jsonl, write_json, write_jsonl
 from ..generation import generate
-from .openai_client import ChatClient
+from .openai_client import ChatClient, ask_all
 from .plots import radar_chart
 
 log = logging.getLogger(__name__)
@@ -191,23 +189,13 @@ def run_judgments(tasks: list[dict], client, judge_model: str, cache_path: Path,
     """
     cache = JsonlCache(cache_path)
     keys = [task_key(t, judge_model) for t in tasks]
-    todo = [(k, t) for k, t in zip(keys, tasks) if k not in cache]
+    todo = {k: (client, t, max_tokens) for k, t in zip(keys, tasks) if k not in cache}
     log.info("MT-Bench judge: %d judgments, %d cached, %d to request", len(tasks), len(tasks) - len(todo), len(todo))
-    errors = []
-    with ThreadPoolExecutor(max_workers=concurrency) as pool, \
-            tqdm(total=len(todo), desc=f"judging ({judge_model})", disable=not show_progress) as bar:
-        futures = {pool.submit(_judge_one, client, t, max_tokens): (k, t) for k, t in todo}
-        for fut in as_completed(futures):
-            k, t = futures[fut]
-            bar.update(1)
-            try:
-                judgment = fut.result()
-            except SafeAlignError as err:
-                errors.append((t, err))
-                continue
-            cache.put({"key": k, "judgment": judgment, "tstamp": time.time()})  # one writer: this thread
+    _, errors = ask_all(_judge_one, todo, cache, concurrency=concurrency, desc=f"judging ({judge_model})",
+                        show_progress=show_progress)
     if errors:
-        t, err = errors[0]
+        key, err = errors[0]
+        t = todo[key][1]
         raise SafeAlignError(f"MT-Bench judge: {len(errors)} of {len(todo)} judgments failed (finished ones are "
                              f"cached; rerun to resume). First: question {t['question_id']} turn {t['turn']}: {err}")
     rows = []
