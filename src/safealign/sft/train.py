@@ -54,6 +54,7 @@ def run_sft(train_examples: Sequence[dict], val_examples: Sequence[dict] | None,
     """
     if not train_examples:
         raise SafeAlignError("sft: no training examples")
+    args.check_steps(len(train_examples), args.world_size, key=steps_key)  # before anything loads
     if not val_examples:
         args = dataclasses.replace(args, eval_strategy="no")
     model, tokenizer = load_trainable(base_path, model_cfg)
@@ -65,7 +66,6 @@ def run_sft(train_examples: Sequence[dict], val_examples: Sequence[dict] | None,
     train_ds = EncodedDataset(train_examples, tokenizer, max_length, max_prompt_length, source="train examples")
     val_ds = EncodedDataset(val_examples, tokenizer, max_length, max_prompt_length,
                             source="val examples") if val_examples else None
-    args.check_steps(len(train_ds), args.world_size, key=steps_key)
     trainer = CheckpointedTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
         data_collator=ResponseOnlyCollator(tokenizer.pad_token_id), callbacks=list(callbacks),
