@@ -19,6 +19,7 @@ from safealign.errors import ConfigError, SafeAlignError
 from safealign.fileio import read_json, write_json
 from safealign.pipeline.plan import build_plan, model_names, select_stages
 from safealign.pipeline.runner import run_pipeline
+from safealign.sweep.run import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "ci_small.yaml"
@@ -222,8 +223,6 @@ def test_launcher_runs_a_training_stage_in_a_child_process(ci_run):
 def test_sweep_end_to_end_and_resume(ci_run, capsys):
     """Two grid points on the finished CI run: trained, evaluated on validation prompts, selected, written;
     a second call trains nothing."""
-    from safealign.sweep import run_sweep
-
     d = ci_run["dir"]
     cfg = cfg_for(d, "sweep.lambda_init=[0.5, 2.0]", "sweep.w=[0.5]", "dpo.max_steps=2")
     res = run_sweep(cfg)
