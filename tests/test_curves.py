@@ -97,7 +97,7 @@ def test_every_dpo_panel_reads_a_metric_the_trainer_logs():
 
 @pytest.fixture(scope="module")
 def judges(tmp_path_factory, tiny_base):
-    from test_dpo_common import make_run
+    from helpers.dpo import make_run
 
     root = tmp_path_factory.mktemp("judges")
     make_run(root, tiny_base)
@@ -105,7 +105,7 @@ def judges(tmp_path_factory, tiny_base):
 
 
 def test_a_real_safe_mm_dpo_run_plots_every_panel_and_logs_k3(tmp_path, tiny_base, judges):
-    from test_dpo_common import make_cfg, make_run
+    from helpers.dpo import make_cfg, make_run
 
     from safealign.config import Config
     from safealign.dpo.train import build_trainer
