@@ -37,7 +37,9 @@ def run(a) -> dict:
 
     from safealign import generation
 
-    torch.set_num_threads(a.threads)
+    from safealign.threads import apply_num_threads
+
+    apply_num_threads(a.threads)  # torch, OpenMP/BLAS and tokenizers pools, and any child process
     size = common.SIZES[a.size]
     rng = random.Random(0)
     first = 4 + len(common.TEMPLATE_WORDS)

@@ -56,7 +56,9 @@ def run(a) -> dict:
     from safealign.rm.modeling import pad_right, sequence_scores
     from safealign.rm.scoring import score_pairs
 
-    torch.set_num_threads(a.threads)
+    from safealign.threads import apply_num_threads
+
+    apply_num_threads(a.threads)  # torch, OpenMP/BLAS and tokenizers pools, and any child process
     size = common.SIZES[a.size]
     tok = common.build_tokenizer(size["vocab"])
     policy = common.build_llama(tok, size).eval()

@@ -96,7 +96,9 @@ def setup(a) -> dict:
     from safealign.fileio import write_jsonl
     from safealign.models.loading import load_tokenizer
 
-    torch.set_num_threads(a.threads)
+    from safealign.threads import apply_num_threads
+
+    apply_num_threads(a.threads)  # torch, OpenMP/BLAS and tokenizers pools, and any child process
     wd = Path(a.workdir)
     size = common.SIZES[a.size]
     info = common.save_models(wd, size)
@@ -151,7 +153,9 @@ def worker(a) -> dict:
     from safealign.models.loading import load_causal_lm, load_tokenizer
     from safealign.rm.scoring import load_scorer
 
-    torch.set_num_threads(a.threads)
+    from safealign.threads import apply_num_threads
+
+    apply_num_threads(a.threads)  # torch, OpenMP/BLAS and tokenizers pools, and any child process
     wd = Path(a.workdir)
     paths = {k: str(wd / k) for k in ("policy", "helpful_rm", "harmless_rm")}
     records = read_jsonl(wd / "records.jsonl")

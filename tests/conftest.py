@@ -21,9 +21,11 @@ SHARED_MT_BENCH = REPO.parent / "shared" / "data" / "mt_bench"
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
-    import torch
+    from safealign.threads import apply_num_threads
 
-    torch.set_num_threads(1)  # 2-core machine; tests run predictably and leave a core free
+    # 2-core machine shared with other jobs: tests run predictably and leave a core free. The environment
+    # variables it sets make every child process (CLI, DDP, benchmarks) use 1 thread too.
+    apply_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -229,7 +229,7 @@ def test_failed_rerun_keeps_previous_output_and_refuses_foreign_folder(tmp_path,
     foreign = tmp_path / "home"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep me")
-    assert main(["prepare", "--dataset", "toy", "--output", str(foreign)]) == 1
+    assert main(["prepare", "--dataset", "toy", "--output", str(foreign)]) == 2
     assert (foreign / "precious.txt").read_text() == "keep me"
 
 

@@ -156,7 +156,7 @@ def test_cli_without_a_teacher_fails_with_one_line(tmp_path, capsys):
 
     code = main(["distill", "--run-dir", str(tmp_path / "run"), "--set", "num_prompts=4"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1
+    assert code == 2 and len(err) == 1
     assert "teacher model not found" in err[0] and "models/aligned" in err[0]
 
 

@@ -92,7 +92,7 @@ def test_cli_errors_are_one_line(tmp_path, tiny_base, judges):
     make_run(tmp_path, tiny_base, rm_root=judges)
     cfg = write_cfg(tmp_path / "c.yaml", make_cfg(tmp_path, tiny_base, judges))
     proc = _cli("--config", str(cfg), "--resume", str(tmp_path / "checkpoints" / "dpo" / "checkpoint-9"))
-    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
         f"error: --resume {tmp_path / 'checkpoints' / 'dpo' / 'checkpoint-9'}: no such checkpoint folder"), \
         proc.stderr[-2000:]
     rows = toy_records(5)

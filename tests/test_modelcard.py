@@ -2,13 +2,11 @@
 127.0.0.1 stands in for the Hub and refuses the token; the token is read from the environment only and never
 written to the card, the error line or the log."""
 
-import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
+from helpers.hub import RefusingHub, refusing_hub
 
 from safealign.errors import ConfigError, SafeAlignError
 from safealign.modelcard import push_to_hub, write_model_card
@@ -84,33 +82,10 @@ def test_card_rejects_unknown_method_and_missing_folder(tmp_path):
         write_model_card(tmp_path / "absent", method="dpo", config_dict={})
 
 
-class _RefusingHub(BaseHTTPRequestHandler):
-    """Answers every call as the Hub does for a bad token: 401 with a JSON error."""
-
-    seen: list = []
-
-    def _refuse(self):
-        type(self).seen.append((self.command, self.path, self.headers.get("authorization")))
-        body = json.dumps({"error": "Invalid credentials in Authorization header"}).encode()
-        self.send_response(401)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = _refuse
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def hub():
-    _RefusingHub.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RefusingHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with refusing_hub() as url:
+        yield url
 
 
 @pytest.fixture
@@ -155,8 +130,8 @@ def test_push_to_a_hub_that_refuses_the_token(model_dir, monkeypatch, hub, onlin
         push_to_hub(model_dir, "me/aligned", endpoint=hub)
     msg = str(info.value)
     assert msg.startswith("--push-to-hub me/aligned: the Hub refused the token (HTTP 401)") and "\n" not in msg
-    assert _RefusingHub.seen[0][:2] == ("POST", "/api/repos/create")
-    assert all(auth == f"Bearer {TOKEN}" for _, _, auth in _RefusingHub.seen)  # sent, as a header only
+    assert RefusingHub.seen[0][:2] == ("POST", "/api/repos/create")
+    assert all(auth == f"Bearer {TOKEN}" for _, _, auth in RefusingHub.seen)  # sent, as a header only
     assert TOKEN not in msg and TOKEN not in caplog.text
     assert TOKEN not in (model_dir / "README.md").read_text()
 

@@ -61,10 +61,24 @@ class RunConfig:
     name: str = "run"
     run_dir: str | None = None  # default: runs/<name>
     seed: int = 42
-    log_level: str = "info"
+    # What the terminal shows (the log file `<run>/logs/<stage>.log` always gets everything).
+    log_level: str = "warning"
+    # tensorboard (event files under <run>/logs/<stage>/), wandb (needs `pip install safealign[wandb]`; the
+    # WANDB_* environment variables configure it, e.g. WANDB_MODE=offline, WANDB_PROJECT), or none.
     report_to: list[str] = dataclasses.field(default_factory=lambda: ["tensorboard"])
+    # Threads of every thread pool (torch, OpenMP, BLAS, tokenizers) in every stage and subprocess;
+    # None: OMP_NUM_THREADS when set, else the cores this process may use. See `safealign.threads`.
+    num_threads: int | None = None
+    # Hugging Face repo (owner/name) the aligned model is pushed to once its card is final (`--push-to-hub`).
+    push_to_hub: str | None = None
 
     def __post_init__(self):
+        from .threads import resolve_num_threads
+
+        if self.num_threads is not None:
+            resolve_num_threads(self.num_threads)
+        if self.push_to_hub is not None and self.push_to_hub.count("/") != 1:
+            raise ConfigError(f"run.push_to_hub: expected a Hub repo id owner/name (got {self.push_to_hub!r})")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"run.log_level: must be one of debug, info, warning, error (got {self.log_level!r})")
         bad = set(self.report_to) - {"tensorboard", "wandb", "none"}
@@ -174,9 +188,12 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
 
 def build_dataclass(cls: type, values: dict[str, Any] | None, prefix: str) -> Any:
     """Instantiate `cls` from a mapping, rejecting unknown keys and wrong types with the key's name."""
-    values = dict(values or {})
-    if not isinstance(values, dict):
+    if values is not None and not isinstance(values, dict):
         raise ConfigError(f"{prefix}: expected a mapping of settings")
+    values = dict(values or {})
+    normalize = getattr(cls, "normalize_config_keys", None)  # e.g. a setting two library versions name differently
+    if normalize is not None:
+        values = normalize(values, prefix)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
@@ -273,13 +290,32 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     for text in overrides or []:
         key, value = parse_override(text)
         if "." not in key.split("[")[0] and default_section:
-            key = f"{default_section}.{key}"
+            key = _bare_key(key, text, default_section)
         pairs.append((key, value))
     cfg = Config(raw, str(path) if path else None)
     if pairs:
         cfg = cfg.with_overrides(pairs)
     cfg.validate()
     return cfg
+
+
+def _section_keys(name: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(section_class(name)) if f.init}
+
+
+def _bare_key(key: str, text: str, default_section: str) -> str:
+    """`key` of a bare `--set key=value` as `<this command's section>.key`; a key that section does not have
+    but others do is a ConfigError naming them (a bare key on `pipeline` means the `run` section)."""
+    if key in _section_keys(default_section):
+        return f"{default_section}.{key}"
+    owners = [s for s in SECTIONS if s != default_section and key in _section_keys(s)]
+    value = text.split("=", 1)[1]
+    if owners:
+        where = owners[0] if len(owners) == 1 else ", ".join(owners[:-1]) + " and " + owners[-1]
+        raise ConfigError(f"--set {text}: a bare key means section {default_section!r} here, which has no {key!r}; "
+                          f"{key} is a key of {where}: write --set {owners[0]}.{key}={value}")
+    close = _closest(key, _section_keys(default_section))
+    raise ConfigError(f"{default_section}.{key}: unknown key" + (f" (did you mean {close!r}?)" if close else ""))
 
 
 # --------------------------------------------------------------------------- saving

@@ -23,3 +23,9 @@ class DataError(SafeAlignError):
         where = f"{file}:{row}" if row is not None else str(file)
         super().__init__(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
 
+
+
+class RunLockedError(SafeAlignError):
+    """Another pipeline holds the run directory's lock (the message says who)."""
+
+    exit_code = 2

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .chat import prompt_text
-from .errors import SafeAlignError
+from .errors import ConfigError, SafeAlignError
 from .fileio import JsonlCache
 from .models.loading import load_causal_lm, load_tokenizer
 
@@ -111,28 +111,29 @@ def _vllm_available() -> bool:
 
 def pick_backend(backend: str, model_path_or_model) -> str:
     if backend not in ("auto", "hf", "vllm"):
-        raise SafeAlignError(f"generation backend: must be auto, hf or vllm (got {backend!r})")
+        raise ConfigError(f"generation backend: must be auto, hf or vllm (got {backend!r})")
     is_path = isinstance(model_path_or_model, (str, os.PathLike))
     if backend == "vllm":
         if not is_path:
-            raise SafeAlignError("generation backend vllm: needs a model path, not an in-memory model")
+            raise ConfigError("generation backend vllm: needs a model path, not an in-memory model")
         if not _vllm_available():
-            raise SafeAlignError("generation backend vllm: vllm is not installed or CUDA is missing")
+            raise ConfigError("generation backend vllm: vllm is not installed or CUDA is missing")
         return "vllm"
     if backend == "auto" and is_path and _vllm_available():
         return "vllm"
     return "hf"
 
 
-def _load(backend: str, model_path_or_model, tokenizer, fingerprint: str):
-    """(engine, tokenizer) for `backend`, reusing the one kept from the previous call when it matches."""
-    key = f"{backend}:{fingerprint}"
+def _load(backend: str, model_path_or_model, tokenizer, fingerprint: str, chat_template: str | None = None):
+    """(engine, tokenizer) for `backend`, reusing the one kept from the previous call when it matches.
+    `chat_template` (the config's `model.chat_template`) replaces the saved tokenizer's template."""
+    key = f"{backend}:{fingerprint}:{_hash([chat_template]) if chat_template else ''}"
     if key in _LOADED:
         engine, tok = _LOADED[key]
         return engine, (tokenizer or tok)
     if isinstance(model_path_or_model, (str, os.PathLike)):
         path = str(model_path_or_model)
-        tok = tokenizer or load_tokenizer(path, padding_side="left")
+        tok = tokenizer or load_tokenizer(path, padding_side="left", chat_template=chat_template)
         if backend == "vllm":
             from vllm import LLM
 
@@ -150,7 +151,7 @@ def _load(backend: str, model_path_or_model, tokenizer, fingerprint: str):
         name = getattr(model_path_or_model.config, "_name_or_path", None)
         if not name:
             raise SafeAlignError("generate: pass tokenizer= with an in-memory model")
-        tokenizer = load_tokenizer(name, padding_side="left")
+        tokenizer = load_tokenizer(name, padding_side="left", chat_template=chat_template)
     return model_path_or_model, tokenizer
 
 
@@ -158,33 +159,35 @@ def _load(backend: str, model_path_or_model, tokenizer, fingerprint: str):
 def generate(model_path_or_model, prompts: list[Prompt], *, tokenizer=None, max_new_tokens: int = 64,
              temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 16,
              cache_path: str | os.PathLike | None = None, backend: str = "auto", show_progress: bool = True,
-             desc: str = "generating") -> list[str]:
+             desc: str = "generating", chat_template: str | None = None) -> list[str]:
     """Answers to `prompts` (strings or chat message lists), in input order. See the module docstring."""
     texts, _ = generate_with_stats(
         model_path_or_model, prompts, tokenizer=tokenizer, max_new_tokens=max_new_tokens,
         temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size, cache_path=cache_path,
-        backend=backend, show_progress=show_progress, desc=desc)
+        backend=backend, show_progress=show_progress, desc=desc, chat_template=chat_template)
     return texts
 
 
 def generate_with_stats(model_path_or_model, prompts: list[Prompt], *, tokenizer=None, max_new_tokens: int = 64,
                         temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 16,
                         cache_path: str | os.PathLike | None = None, backend: str = "auto",
-                        show_progress: bool = True, desc: str = "generating") -> tuple[list[str], GenerationStats]:
-    """`generate` plus a `GenerationStats` (tokens generated, tokens/s, peak memory)."""
+                        show_progress: bool = True, desc: str = "generating",
+                        chat_template: str | None = None) -> tuple[list[str], GenerationStats]:
+    """`generate` plus a `GenerationStats` (tokens generated, tokens/s, peak memory). `chat_template`: the
+    conversation format to use instead of the one saved with the model (ignored when `tokenizer` is given)."""
     if max_new_tokens <= 0:
-        raise SafeAlignError(f"generate: max_new_tokens must be > 0 (got {max_new_tokens})")
+        raise ConfigError(f"generate: max_new_tokens must be > 0 (got {max_new_tokens})")
     if temperature < 0 or not 0 < top_p <= 1:
-        raise SafeAlignError(f"generate: need temperature >= 0 and 0 < top_p <= 1 (got {temperature}, {top_p})")
+        raise ConfigError(f"generate: need temperature >= 0 and 0 < top_p <= 1 (got {temperature}, {top_p})")
     if batch_size <= 0:
-        raise SafeAlignError(f"generate: batch_size must be > 0 (got {batch_size})")
+        raise ConfigError(f"generate: batch_size must be > 0 (got {batch_size})")
     chosen = pick_backend(backend, model_path_or_model)
     stats = GenerationStats(backend=chosen, num_prompts=len(prompts))
     if not prompts:
         return [], stats
     fingerprint = model_fingerprint(model_path_or_model)
     t0 = time.perf_counter()
-    engine, tok = _load(chosen, model_path_or_model, tokenizer, fingerprint)
+    engine, tok = _load(chosen, model_path_or_model, tokenizer, fingerprint, chat_template)
     stats.load_seconds = time.perf_counter() - t0
 
     texts = [prompt_text(tok, p) for p in prompts]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .errors import ConfigError, DataError
+from .models.refs import check_model_ref
 
 PROMPT_FILE_TYPES = (".txt", ".jsonl", ".json")
 CHAT_HELP = "/reset starts a new conversation, /quit (or Ctrl-D) ends"
@@ -49,22 +50,8 @@ def add_generate_arguments(p: argparse.ArgumentParser) -> None:
 
 # --------------------------------------------------------------------------- model and tokenizer
 def check_model_path(value: str, flag: str = "--model") -> str:
-    """A local model folder, or something that can only be a Hub id; ConfigError with what to do otherwise."""
-    p = Path(value).expanduser()
-    if p.is_dir():
-        if not ((p / "config.json").is_file() or (p / "adapter_config.json").is_file()):
-            has_checkpoints = any(p.glob("checkpoint-*"))
-            hint = " (it holds checkpoints: pass one of its checkpoint-N folders)" if has_checkpoints else ""
-            raise ConfigError(f"{flag} {value}: not a model folder (no config.json){hint}; pass a folder written by "
-                              "save_pretrained, e.g. runs/<name>/models/aligned")
-        return str(p)
-    if p.exists():
-        raise ConfigError(f"{flag} {value}: is a file; pass the model's folder")
-    local = value.startswith((".", "/", "~")) or value.count("/") > 1 or (
-        "/" in value and Path(value.split("/")[0]).is_dir())
-    if local:
-        raise ConfigError(f"{flag} {value}: no such folder")
-    return value  # a Hub id: the loader says if it cannot be found
+    """A local model folder, or something that can only be a Hub id (`models.refs.check_model_ref`)."""
+    return check_model_ref(value, flag)
 
 
 def load_chat_tokenizer(model: str, chat_template: str | None = None):
@@ -73,10 +60,7 @@ def load_chat_tokenizer(model: str, chat_template: str | None = None):
     from .models.loading import load_tokenizer
 
     template = resolve_chat_template(chat_template, key="--chat-template") if chat_template else None
-    tok = load_tokenizer(model, padding_side="left")  # after the template check: a typo fails fast
-    if template:
-        tok.chat_template = template
-    return tok
+    return load_tokenizer(model, padding_side="left", chat_template=template)  # after the template check
 
 
 def _check_sampling(args) -> None:

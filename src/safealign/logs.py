@@ -166,6 +166,14 @@ def announce(message: str, *args) -> None:
     logging.getLogger(STAGE_LOGGER).info(message, *args)
 
 
+def say(message: str) -> None:
+    """A result line for the user on stdout (a stage's summary, the pipeline's `[i/n] stage status`), and the
+    same line in the stage's log file. stdout, not the logging console: it is the command's output (tests and
+    scripts read it), and a Python caller of the stage sees it without any logging set up."""
+    print(message, flush=True)
+    logging.getLogger(STAGE_LOGGER).info(message, extra={"file_only": True})
+
+
 def _rank() -> int:
     for var in ("RANK", "LOCAL_RANK"):
         if os.environ.get(var, "").isdigit():
@@ -183,26 +191,28 @@ def _configure_libraries() -> None:
 
 
 @contextlib.contextmanager
-def stage_logging(log_file: str | os.PathLike, stage: str | None = None, console_level: str | int = "warning",
+def stage_logging(log_file: str | os.PathLike | None, stage: str | None = None, console_level: str | int = "warning",
                   stream=None) -> Iterator[Path]:
     """Route logging into `log_file` (appended: a resumed stage continues its log) and a quiet terminal.
 
     `console_level`: the lowest level the terminal shows besides `announce` lines and notices ("warning" by
     default; "info"/"debug" for `--log-level`). `stream`: the terminal (default sys.stderr at entry).
     Ranks other than 0 of a distributed run write `<stage>.rank<k>.log` and show only errors.
-    Yields the log file's path.
+    `log_file` None: the terminal part only (a command that writes outside any run directory).
+    Yields the log file's path (None without one).
     """
     rank = _rank()
-    path = Path(log_file)
-    if rank:
+    path = Path(log_file) if log_file is not None else None
+    if path is not None and rank:
         path = path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     level = console_level if isinstance(console_level, int) else logging.getLevelName(console_level.upper())
     if not isinstance(level, int):
         raise ValueError(f"console_level: unknown level {console_level!r}")
 
     noise = NoiseFilter()
-    file_handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    file_handler = logging.FileHandler(path, mode="a", encoding="utf-8") if path is not None else logging.NullHandler()
     file_handler.setLevel(logging.DEBUG)
     file_handler.addFilter(noise)
     file_handler.setFormatter(PlainFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
@@ -239,7 +249,7 @@ def stage_logging(log_file: str | os.PathLike, stage: str | None = None, console
         logging.captureWarnings(True)
     root.addHandler(file_handler)
     log = logging.getLogger("safealign.logs")
-    log.info("=== %s started %s (pid %d, rank %d)", stage or path.stem,
+    log.info("=== %s started %s (pid %d, rank %d)", stage or (path.stem if path else "safealign"),
              datetime.datetime.now().isoformat(timespec="seconds"), os.getpid(), rank)
     try:
         yield path
@@ -251,7 +261,7 @@ def stage_logging(log_file: str | os.PathLike, stage: str | None = None, console
             log.info("stage interrupted (%s)", type(err).__name__)
         raise
     finally:
-        log.info("=== %s ended", stage or path.stem)
+        log.info("=== %s ended", stage or (path.stem if path else "safealign"))
         root.removeHandler(file_handler)
         file_handler.close()
         if outermost:

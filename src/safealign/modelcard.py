@@ -189,6 +189,36 @@ def write_model_card(folder: str | os.PathLike, *, method: str, config_dict: dic
     return path
 
 
+# --------------------------------------------------------------------------- a run's models
+CARD_SECTIONS = {"sft": ["run", "data", "model", "sft"], "distill": ["run", "data", "model", "distill"]}
+
+
+def run_data_summary(data_dir: str | os.PathLike) -> dict | None:
+    """The Data table of a run's card: counts from the prepared data's stats.json (None when absent)."""
+    path = Path(data_dir) / "stats.json"
+    if not path.is_file():
+        return None
+    stats = json.loads(path.read_text(encoding="utf-8"))
+    out: dict[str, Any] = {"dataset": stats.get("dataset")}
+    for split, s in (stats.get("splits") or {}).items():
+        pref = s.get("preference") or {}
+        out[f"{split}: records / prompts / harmful prompts"] = (
+            f"{pref.get('records', 0)} / {pref.get('prompts', 0)} / {pref.get('harmful_prompts', 0)}")
+    return out
+
+
+def write_run_card(folder: str | os.PathLike, cfg, *, method: str, model_name: str, data_dir=None,
+                   eval_summary: dict | None = None) -> Path:
+    """`write_model_card` for a model this run trained: the config sections that made it (resolved, redacted),
+    the run's data counts (`data_dir`/stats.json) and, once the report exists, its figures (`eval_summary`)."""
+    # Only the stage's own training section: building another TrainingArguments section inside a live process
+    # group (the DPO export runs under accelerate) would redo accelerate's device setup.
+    sections = CARD_SECTIONS.get(method, ["run", "data", "model", "dpo"])
+    return write_model_card(folder, method=method, config_dict=cfg.to_dict(sections),
+                            data_summary=run_data_summary(data_dir) if data_dir else None,
+                            eval_summary=eval_summary, model_name=model_name)
+
+
 # --------------------------------------------------------------------------- the Hub
 def push_to_hub(folder: str | os.PathLike, repo_id: str, token_env: str = "HF_TOKEN", private: bool = True,
                 endpoint: str | None = None, commit_message: str = "Upload model trained with safealign") -> str:

@@ -12,17 +12,24 @@ new input for what reads it, even when the bytes happen to be identical).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import os
+import socket
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
+from .errors import RunLockedError
 from .fileio import read_json, write_json
 from .layout import RunLayout
 
 STATUSES = ("pending", "running", "done", "failed", "interrupted", "disabled")
+# A model folder's card (README.md) is documentation the report stage refreshes with the evaluation figures;
+# no stage reads it, so rewriting it must not make the models' evaluations look stale.
+NOT_INPUTS = frozenset({"README.md"})
 VERSION = 1
 
 
@@ -33,7 +40,8 @@ def now_iso() -> str:
 def manifest(paths: Iterable[str | os.PathLike]) -> list[list]:
     """[relpath, size, mtime_ns] of every visible file under `paths` (a missing path is listed as such).
 
-    Hidden entries (".name") are temporary files of atomic writes or locks; they are not part of a result.
+    Hidden entries (".name") are temporary files of atomic writes or locks; they are not part of a result;
+    nor are model cards (`NOT_INPUTS`).
     """
     rows: list[list] = []
     for root in paths:
@@ -48,12 +56,58 @@ def manifest(paths: Iterable[str | os.PathLike]) -> list[list]:
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
-                if name.startswith("."):
+                if name.startswith(".") or name in NOT_INPUTS:
                     continue
                 p = Path(dirpath) / name
                 st = p.stat()
                 rows.append([str(p), st.st_size, st.st_mtime_ns])
     return rows
+
+
+_HELD: dict[str, int] = {}  # lock files this process holds -> nesting depth
+
+
+@contextlib.contextmanager
+def run_lock(layout: RunLayout) -> Iterator[None]:
+    """Hold `layout.lock_file` (an exclusive `flock`) while a pipeline writes into the run directory.
+
+    A second pipeline on the same directory fails at once with who holds it (pid, host, start time) instead
+    of interleaving its writes with the first one's. The kernel drops the lock when its holder dies (even
+    by SIGKILL), so a crashed run never leaves the directory locked; the file itself stays, harmlessly.
+    Re-entrant within one process (the sweep holds it around the pipeline run it starts).
+    """
+    path = layout.lock_file
+    key = str(path.resolve())
+    if _HELD.get(key):
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise RunLockedError(f"{layout.root}: another pipeline is writing into this run directory ({holder}); "
+                             "wait for it to finish, or use another --run-dir") from None
+    _HELD[key] = 1
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}, started {now_iso()}\n")
+        fh.flush()
+        yield
+    finally:
+        _HELD.pop(key, None)
+        fh.seek(0)
+        fh.truncate()
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
 
 
 def hash_obj(obj: Any) -> str:

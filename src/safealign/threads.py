@@ -113,6 +113,13 @@ def apply_num_threads(n: int | None = None) -> int:
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(n)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false" if n == 1 else "true")
-    log.debug("threads: %d (torch intra-op %d, inter-op %d)", n, torch.get_num_threads(),
-              torch.get_num_interop_threads())
+    log.debug(describe())
     return n
+
+
+def describe() -> str:
+    """The thread settings in force, for the stage's log file."""
+    import torch
+
+    return (f"threads: {os.environ.get('OMP_NUM_THREADS', '?')} (torch intra-op {torch.get_num_threads()}, "
+            f"inter-op {torch.get_num_interop_threads()})")

@@ -24,7 +24,7 @@ from typing import Any
 import transformers
 from transformers.trainer_utils import rotate_checkpoints
 
-from .errors import ConfigError, SafeAlignError
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,11 @@ class StageArguments(transformers.TrainingArguments):
                 raise ConfigError(f"{key}: must be >= 1 (got {getattr(self, key)})")
         if self.max_steps is not None and self.max_steps == 0:
             raise ConfigError("max_steps: 0 would train nothing; use a positive number or -1 (epochs decide)")
-        if (self.max_steps is None or self.max_steps < 0) and not self.num_train_epochs > 0:
-            raise ConfigError(f"num_train_epochs: must be > 0 (got {self.num_train_epochs}); "
-                              "a stage that takes no optimizer step would leave its model untrained")
+        if not self.num_train_epochs > 0:  # also with max_steps set: a negative epoch count is never meant
+            epochs_decide = self.max_steps is None or self.max_steps < 0
+            raise ConfigError(f"num_train_epochs: must be > 0 (got {self.num_train_epochs})"
+                              + ("; a stage that takes no optimizer step would leave its model untrained"
+                                 if epochs_decide else ""))
         if self.max_grad_norm is not None and self.max_grad_norm < 0:
             raise ConfigError(f"max_grad_norm: must be >= 0 (got {self.max_grad_norm})")
         self._resolve_bf16()
@@ -101,6 +103,11 @@ class StageArguments(transformers.TrainingArguments):
             self.bf16 = False
         if self.fp16 and not ok and not _cuda():
             self.fp16 = False
+
+    @classmethod
+    def normalize_config_keys(cls, values: dict, prefix: str) -> dict:
+        """The config's keys as this transformers version names them (see `checkpointing_keys`)."""
+        return checkpointing_keys(values, {f.name for f in dataclasses.fields(cls)}, prefix)
 
     def effective_max_prompt_length(self) -> int:
         return self.max_prompt_length or self.max_length // 2
@@ -165,6 +172,37 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+# (current name, older name): transformers 5.2x renamed gradient_checkpointing* to activation_checkpointing* and
+# warns on the old names; 5.17 (the GPU machine's) knows only the old ones and rejects the new.
+CHECKPOINTING_KEYS = (("activation_checkpointing", "gradient_checkpointing"),
+                      ("activation_checkpointing_kwargs", "gradient_checkpointing_kwargs"))
+
+
+def checkpointing_keys(values: dict, known: set[str], prefix: str = "") -> dict:
+    """The one place that reconciles the two names of activation checkpointing: a config may use either
+    (`activation_checkpointing` is the documented one); it reaches TrainingArguments under the name the
+    installed transformers takes, so neither version warns or rejects it. Both names with different values is
+    an error."""
+    out = dict(values)
+    for new, old in CHECKPOINTING_KEYS:
+        if new in out and old in out and out[new] == out[old]:
+            del out[old]  # a resolved config written back (both names mirror each other)
+        if new in out and old in out:
+            raise ConfigError(f"{prefix + '.' if prefix else ''}{new} and {old}: the same setting under two names; "
+                              f"keep {new}")
+        if new in known:
+            if old in out:
+                out[new] = out.pop(old)
+        elif new in out:
+            out[old] = out.pop(new)
+    return out
+
+
+def activation_checkpointing_on(args) -> bool:
+    """Whether `args` (any TrainingArguments) turn activation checkpointing on, under either name."""
+    return bool(getattr(args, "activation_checkpointing", None) or getattr(args, "gradient_checkpointing", None))
+
+
 # --------------------------------------------------------------------------- checkpoints
 def is_complete_checkpoint(path: str | Path, required: tuple[str, ...] = ()) -> bool:
     return all(os.path.isfile(os.path.join(path, f)) for f in (TRAINER_STATE, *required))
@@ -191,10 +229,10 @@ def resolve_resume(resume: str | bool | None, checkpoint_dir: str | Path,
         return max(found)[1]
     path = str(resume)
     if not os.path.isdir(path):
-        raise SafeAlignError(f"--resume {path}: no such checkpoint folder")
+        raise ConfigError(f"--resume {path}: no such checkpoint folder")
     if not is_complete_checkpoint(path, required):
         missing = [f for f in (TRAINER_STATE, *required) if not os.path.isfile(os.path.join(path, f))]
-        raise SafeAlignError(f"--resume {path}: not a complete checkpoint (missing {', '.join(missing)})")
+        raise ConfigError(f"--resume {path}: not a complete checkpoint (missing {', '.join(missing)})")
     return path
 
 
@@ -208,6 +246,22 @@ class AtomicCheckpointMixin:
 
     checkpoint_required_files: tuple[str, ...] = ()
     _staging_root: str | None = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from .logs import quiet_progress
+
+        quiet_progress(self)  # progress bar on the terminal, per-step metric dicts in the stage's log file
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        """On resume, an output embedding tied to the input embedding is not in the checkpoint (it is not saved
+        twice): re-tie it instead of warning that `lm_head.weight` is missing. Any other key: the warning."""
+        missing = set(load_result.missing_keys)
+        if missing and not load_result.unexpected_keys and missing <= _tied_output_keys(self.model):
+            self.model.tie_weights()
+            log.debug("resume: %s tied to the input embeddings (not saved separately)", sorted(missing))
+            return
+        super()._issue_warnings_after_load(load_result)
 
     def extra_checkpoint_state(self, folder: str) -> None:
         """Write stage-specific state into the staged checkpoint `folder` (rank 0 only)."""
@@ -258,6 +312,16 @@ class AtomicCheckpointMixin:
             self.load_extra_checkpoint_state(resume)
             log.info("resuming from %s", resume)
         return super().train(resume_from_checkpoint=resume, **kwargs)
+
+
+def _tied_output_keys(model) -> set[str]:
+    """Parameter names of the output embedding when the model ties it to the input embedding."""
+    config = getattr(model, "config", None)
+    get_out = getattr(model, "get_output_embeddings", None)
+    if not getattr(config, "tie_word_embeddings", False) or get_out is None or get_out() is None:
+        return set()
+    out = get_out()
+    return {f"{name}.weight" for name, module in model.named_modules() if module is out}
 
 
 class CheckpointedTrainer(AtomicCheckpointMixin, transformers.Trainer):

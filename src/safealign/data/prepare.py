@@ -18,9 +18,10 @@ import yaml
 from tqdm.auto import tqdm
 
 from ..config import asdict_shallow, redact
-from ..errors import DataError, SafeAlignError
+from ..errors import ConfigError, DataError
 from ..fileio import atomic_path
 from ..layout import RunLayout
+from ..logs import say
 from . import stats as S
 from .loading import open_sources
 from .schemas import Drop, RowError, detect_schema, missing_columns, to_record
@@ -87,9 +88,9 @@ def run_prepare(data_cfg, toy_cfg, output_dir, seed: int | None = None) -> dict:
 def _check_output(out: Path) -> None:
     """The output folder is replaced as a whole: refuse to replace anything that is not a prepared-data folder."""
     if out.exists() and not out.is_dir():
-        raise SafeAlignError(f"{out}: exists and is not a folder; choose another --output")
+        raise ConfigError(f"{out}: exists and is not a folder; choose another --output")
     if out.is_dir() and any(out.iterdir()) and not (out / "stats.json").is_file():
-        raise SafeAlignError(f"{out}: folder exists, is not empty and holds no prepared data (no stats.json); "
+        raise ConfigError(f"{out}: folder exists, is not empty and holds no prepared data (no stats.json); "
                              f"choose another --output")
 
 
@@ -208,9 +209,9 @@ def cli_main(cfg, args) -> int:
         cfg = cfg.with_overrides(overrides)
     data, toy = cfg.section("data"), cfg.section("toy")
     summary = run_prepare(data, toy, RunLayout.from_config(cfg).data_dir)
-    print(format_summary(summary))
+    say(format_summary(summary))
     for rec in summary["samples"]:
-        print(json.dumps(rec, ensure_ascii=False))
+        say(json.dumps(rec, ensure_ascii=False))
     return 0
 
 
@@ -227,5 +228,5 @@ def format_summary(summary: dict) -> str:
              f"  records: {', '.join(parts)}"]
     if allp.get("records"):
         lines.append(f"  better = safer {S._pct(allp['better_is_safer'])}; unsafe responses "
-                     f"{S._pct(allp['unsafe_response_share'])}; harmful prompts {allp['harmful_prompts']}")
+                     f"{S._pct(allp['unsafe_response_share'])}; harmful prompts {allp['harmful_prompts']} (of {allp['prompts']} prompts)")
     return "\n".join(lines)

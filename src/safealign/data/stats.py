@@ -42,7 +42,9 @@ def preference_stats(records: list[dict]) -> dict:
         "pairs_one_safe_one_unsafe": mixed,
         "pairs_both_unsafe": sum(not r["is_response_0_safe"] and not r["is_response_1_safe"] for r in known),
         "better_response_unsafe": sum(r[f"is_response_{r['better_response_id']}_safe"] is False for r in known),
-        "harmful_prompts": sum(bool(r["is_harmful_prompt"]) for r in records),
+        # distinct prompts (a prompt appears in several records); the records on them counted apart
+        "harmful_prompts": len({r["prompt"] for r in records if r["is_harmful_prompt"]}),
+        "harmful_prompt_records": sum(bool(r["is_harmful_prompt"]) for r in records),
         "harm_categories": dict(cats.most_common()),
         "severity": dict(sorted(sev.items())),
         "length_words": {
@@ -78,12 +80,14 @@ def render_markdown(stats: dict) -> str:
               f"Rows read: {stats['rows_read']}; kept: {stats['rows_kept']}; dropped: {stats['rows_dropped']}. "
               f"Split by prompt with seed {stats['split']['seed']} "
               f"(fractions {stats['split']['fractions']}).", ""]
-    lines += ["## Splits", "", "| split | records | prompts | better = safer | unsafe responses | "
-              "harmful prompts | safety rows |", "|---|---|---|---|---|---|---|"]
+    lines += ["## Splits", "", "Prompts are distinct prompts; a prompt may have several records (response pairs).", "",
+              "| split | records | prompts | better = safer | unsafe responses | harmful prompts "
+              "(their records) | safety rows |", "|---|---|---|---|---|---|---|"]
     for split, s in stats["splits"].items():
         p, q = s["preference"], s["safety"]
         lines.append(f"| {split} | {p['records']} | {p.get('prompts', 0)} | {_pct(p.get('better_is_safer'))} | "
-                     f"{_pct(p.get('unsafe_response_share'))} | {p.get('harmful_prompts', 0)} | {q['rows']} |")
+                     f"{_pct(p.get('unsafe_response_share'))} | {p.get('harmful_prompts', 0)} "
+                     f"({p.get('harmful_prompt_records', 0)}) | {q['rows']} |")
     lines += ["", "## Dropped rows", ""]
     if stats["dropped"]:
         lines += ["| reason | rows |", "|---|---|"] + [f"| {k} | {v} |" for k, v in stats["dropped"].items()]

@@ -12,11 +12,13 @@ import logging
 from pathlib import Path
 
 from ..data.records import read_preference_records
-from ..errors import SafeAlignError
+from ..errors import ConfigError
 from ..evaluation.efficiency import measure_models
 from ..evaluation.run import evaluate_model
 from ..fileio import write_json
 from ..layout import RunLayout
+from ..logs import say
+from ..modelcard import push_to_hub
 from .data import build_distill_data, teacher_path
 from .filters import sample_prompts
 from .student import student_config, train_student
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def _require(path: str | Path, what: str, hint: str) -> None:
     if not (Path(path) / "config.json").is_file():
-        raise SafeAlignError(f"{path}: {what} not found; {hint}")
+        raise ConfigError(f"{path}: {what} not found; {hint}")
 
 
 def teacher_name(cfg) -> str:
@@ -105,9 +107,12 @@ def cli_main(cfg, args) -> int:
     summary = run_distill(cfg, output_dir=getattr(args, "output", None), evaluate=True)
     t = summary["train"]
     f = summary["filter"]["all"]
-    print(f"distill: kept {f['kept']}/{f['samples']} teacher answers; student val loss "
-          f"{t.get('initial_val_loss'):.4f} -> {t.get('val_loss'):.4f}; saved {summary['student']}")
+    say(f"distill: kept {f['kept']}/{f['samples']} teacher answers; student val loss "
+        f"{t.get('initial_val_loss'):.4f} -> {t.get('val_loss'):.4f}; saved {summary['student']}")
     for name, r in (summary.get("evaluation") or {}).items():
-        print(f"  {name}: safety rate {r['safety_rate']}, helpfulness {r['helpfulness']}")
-    print(Path(summary["efficiency_table"]).read_text(encoding="utf-8"))
+        say(f"  {name}: safety rate {r['safety_rate']}, helpfulness {r['helpfulness']}")
+    say(Path(summary["efficiency_table"]).read_text(encoding="utf-8").rstrip())
+    repo = getattr(args, "push_to_hub", None)
+    if repo:
+        say(f"distill: pushed {summary['student']} to {push_to_hub(summary['student'], repo)}")
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import transformers
 
-from ..errors import SafeAlignError
+from ..errors import ConfigError
 from ..fileio import atomic_path
 from ..layout import RunLayout
 from ..models.loading import load_tokenizer
@@ -33,7 +33,7 @@ def build_student(cfg, layout: RunLayout, teacher: Path) -> str:
     init = layout.checkpoints("distill") / "student_init"
     if (init / "config.json").is_file():
         return str(init)
-    tok = load_tokenizer(str(teacher))
+    tok = load_tokenizer(str(teacher), chat_template=student.chat_template)
     model = build_tiny_model(tok, architecture=student.tiny_architecture, hidden_size=student.tiny_hidden_size,
                              num_layers=student.tiny_num_layers, num_heads=student.tiny_num_heads,
                              intermediate_size=student.tiny_intermediate_size,
@@ -51,7 +51,7 @@ def train_student(cfg, layout: RunLayout, teacher: Path, samples: list[dict], ou
     d = cfg.section("distill")
     kept = [s for s in samples if s["kept"]]
     if not kept:
-        raise SafeAlignError(f"{layout.distill_work / 'filter_report.md'}: no teacher answer passed the filters; "
+        raise ConfigError(f"{layout.distill_work / 'filter_report.md'}: no teacher answer passed the filters; "
                              "loosen distill.max_cost / distill.helpful_quantile")
     train, val = split_by_prompt(kept, d.val_fraction, d.seed)
     start = build_student(cfg, layout, teacher)
@@ -59,4 +59,5 @@ def train_student(cfg, layout: RunLayout, teacher: Path, samples: list[dict], ou
     args, callbacks = d.fit_to_run(layout, "distill", cfg, seed=d.seed)
     transformers.set_seed(d.seed)
     return run_sft(train, val, start, output_dir, args, model_cfg=student_config(cfg), resume=resume,
-                   callbacks=callbacks, config_to_save=cfg, steps_key="distill.num_train_epochs")
+                   callbacks=callbacks, config_to_save=cfg, steps_key="distill.num_train_epochs",
+                   card={"method": "distill", "model_name": "distilled", "data_dir": layout.data_dir})

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import SafeAlignError
+from ..errors import ConfigError
 from ..fileio import read_json, read_jsonl, write_json, write_jsonl
 from ..models.loading import load_causal_lm
 # one batching rule for the reference pass and RM scoring
@@ -88,7 +88,7 @@ def reference_logps(model, sequences: list[tuple[list[int], int]], pad_token_id:
 def _score(path: str, records: list[dict], label: str, max_length: int, max_tokens_per_batch: int) -> list[float]:
     """Score both responses of every record with the judge at `path`: (s_0 list, s_1 list) interleaved."""
     if not Path(path).is_dir() and "/" not in str(path):
-        raise SafeAlignError(f"{path}: {label} model not found (train it with `safealign train-rm` first)")
+        raise ConfigError(f"{path}: {label} model not found (train it with `safealign train-rm` first)")
     model, tok = load_scorer(path)
     prompts = [r["prompt"] for r in records] * 2
     responses = [r["response_0"] for r in records] + [r["response_1"] for r in records]

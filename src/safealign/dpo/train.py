@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 
 from ..data.records import read_preference_records
-from ..errors import SafeAlignError
+from ..errors import ConfigError
 from ..layout import RunLayout
+from ..logs import say
+from ..modelcard import push_to_hub
 from ..models.base import ensure_base_model
 from ..models.loading import load_causal_lm, load_policy, load_tokenizer
 from ..rm.scoring import load_scorer
@@ -37,7 +39,7 @@ def starting_policy(cfg, layout: RunLayout) -> str:
         return ensure_base_model(cfg, layout.data_dir)
     policy = layout.policy_start
     if layout.policy_start_is_local and not (Path(policy) / "config.json").is_file():
-        raise SafeAlignError(f"{policy}: the starting policy (sft.enabled) is not trained yet; "
+        raise ConfigError(f"{policy}: the starting policy (sft.enabled) is not trained yet; "
                              "run `safealign sft` first")
     return policy
 
@@ -55,7 +57,7 @@ def _needed_judges(d: SafeDPOConfig, layout: RunLayout) -> tuple[str | None, str
         if Path(p).exists():
             judges.append(p)
         elif needed and local:
-            raise SafeAlignError(f"{p}: {what} not found; train it first (`safealign train-rm --dimension "
+            raise ConfigError(f"{p}: {what} not found; train it first (`safealign train-rm --dimension "
                                  f"{dim}`) or set reward.{dim}_rm_path")
         else:  # a needed judge given as a Hub id is loaded from the Hub
             judges.append(p if needed else None)
@@ -84,7 +86,8 @@ def build_trainer(cfg, data_dir=None, output_dir=None, stage: str = "dpo"):
     args.check_steps(len(records["train"]), args.world_size, key="dpo.num_train_epochs")
     policy_path = starting_policy(cfg, layout)
     helpful_path, harmless_path = _needed_judges(args, layout)
-    tok = load_tokenizer(policy_path, revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
+    tok = load_tokenizer(policy_path, revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code,
+                         chat_template=mcfg.chat_template)
     max_prompt = args.effective_max_prompt_length()
 
     cached = {}
@@ -147,7 +150,7 @@ def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None, stage: str =
         summary["seconds"] = round(time.time() - t0, 2)
         export_policy(trainer.accelerator.unwrap_model(trainer.model), tok, ctx["output"],
                       merge_lora=args.merge_lora_on_export, cfg=cfg, summary=summary,
-                      summary_md=format_summary(summary))
+                      summary_md=format_summary(summary), data_dir=ctx["layout"].data_dir)
     trainer.accelerator.wait_for_everyone()
     return summary
 
@@ -194,8 +197,15 @@ def format_summary(s: dict) -> str:
 
 
 def cli_main(cfg, args) -> int:
-    summary = run_train_dpo(cfg, data_dir=getattr(args, "data_dir", None), output_dir=getattr(args, "output", None),
-                            resume=getattr(args, "resume", None), stage=getattr(args, "stage", None) or "dpo")
-    print(json.dumps({k: summary[k] for k in ("algorithm", "global_step", "lambda_final", "nan_steps_skipped",
-                                               "seconds", "best_checkpoint")}, indent=1))
+    stage = getattr(args, "stage", None) or "dpo"
+    output = getattr(args, "output", None)
+    summary = run_train_dpo(cfg, data_dir=getattr(args, "data_dir", None), output_dir=output,
+                            resume=getattr(args, "resume", None), stage=stage)
+    say(json.dumps({k: summary[k] for k in ("algorithm", "global_step", "lambda_final", "nan_steps_skipped",
+                                             "seconds", "best_checkpoint")}, indent=1))
+    repo = getattr(args, "push_to_hub", None) or cfg.section("run").push_to_hub
+    if repo and summary.get("seconds") is not None:  # rank 0 exported the folder
+        layout = RunLayout.from_config(cfg)
+        folder = Path(output) if output else layout.aligned(None if stage == "dpo" else summary["algorithm"])
+        say(f"train-dpo: pushed {folder} to {push_to_hub(folder, repo)}")
     return 0

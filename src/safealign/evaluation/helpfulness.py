@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..errors import SafeAlignError
+from ..errors import ConfigError
 from ..fileio import write_json, write_jsonl
 from ..generation import generate
 from ..layout import RunLayout
@@ -37,7 +37,7 @@ def pick_helpfulness_judge(cfg, layout: RunLayout) -> str | None:
 
 
 def evaluate_helpfulness(cfg, name: str, model_path, out_dir: Path, layout: RunLayout,
-                         split: str = "test") -> dict | None:
+                         split: str = "test", chat_template: str | None = None) -> dict | None:
     """Answer the benign prompts of `split`, judge them; write helpfulness.json (+ answers). `cfg`: `eval`."""
     kind = pick_helpfulness_judge(cfg, layout)
     if kind is None or not cfg.helpfulness:
@@ -46,7 +46,7 @@ def evaluate_helpfulness(cfg, name: str, model_path, out_dir: Path, layout: RunL
     model_dir = Path(out_dir) / name
     prompts = [r["prompt"] for r in load_helpful_prompts(cfg, layout, split)]
     gen = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
-               batch_size=cfg.batch_size, backend=cfg.backend)
+               batch_size=cfg.batch_size, backend=cfg.backend, chat_template=chat_template)
     answers = generate(model_path, prompts, cache_path=model_dir / "cache" / "generation.jsonl",
                        desc=f"{name}: helpfulness answers", **gen)
     out: dict = {"model": name, "judge": kind, "n": len(prompts)}
@@ -68,7 +68,7 @@ def evaluate_helpfulness(cfg, name: str, model_path, out_dir: Path, layout: RunL
 def _rm_helpfulness(name, model_path, prompts, answers, model_dir: Path, layout: RunLayout, gen, per_row) -> dict:
     rm_path = layout.judge("helpful")
     if not _has_model(rm_path):
-        raise SafeAlignError(f"{rm_path}: no trained helpful reward model there for the helpful-rm judge (run "
+        raise ConfigError(f"{rm_path}: no trained helpful reward model there for the helpful-rm judge (run "
                              "`safealign train-rm --dimension helpful`, or set reward.helpful_rm_path)")
     model, tok = load_scorer(rm_path)
     scores = score_pairs(model, tok, prompts, answers, desc=f"{name}: helpful RM")

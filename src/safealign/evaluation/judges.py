@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..errors import SafeAlignError
+from ..errors import ConfigError, SafeAlignError
 from ..fileio import JsonlCache
 from ..generation import generate
 from ..layout import RunLayout
@@ -66,7 +66,7 @@ class CostModelJudge(Judge):
 
     def __init__(self, path: str, cutoff: float = 0.0, max_tokens_per_batch: int = 8192):
         if not (Path(path) / "config.json").is_file():
-            raise SafeAlignError(f"{path}: no trained cost model there for the cost-model judge (run "
+            raise ConfigError(f"{path}: no trained cost model there for the cost-model judge (run "
                                  "`safealign train-rm --dimension harmless`, or set reward.harmless_rm_path)")
         self.path, self.cutoff, self.budget = str(path), cutoff, max_tokens_per_batch
         self.model, self.tokenizer = load_scorer(path)
@@ -209,4 +209,4 @@ def make_judge(kind: str, cfg, layout: RunLayout, cache_dir: Path | None = None)
                         concurrency=cfg.judge_concurrency, max_retries=cfg.judge_max_retries,
                         timeout=cfg.judge_timeout,
                         cache_path=cache_dir / "llm_judge.jsonl" if cache_dir else None)
-    raise SafeAlignError(f"eval.judge: unknown judge {kind!r}")
+    raise ConfigError(f"eval.judge: unknown judge {kind!r}")

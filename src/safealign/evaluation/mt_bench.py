@@ -29,7 +29,7 @@ from pathlib import Path
 
 import datasets
 
-from ..errors import DataError, SafeAlignError
+from ..errors import ConfigError, DataError, SafeAlignError
 from ..fileio import JsonlCache, read_jsonl, write_json, write_jsonl
 from ..generation import generate
 from .openai_client import ChatClient, ask_all
@@ -93,7 +93,8 @@ def load_reference_answers(path: str | None) -> dict:
 
 
 # --------------------------------------------------------------------------- answers
-def generate_answers(model_path, name: str, questions: list[dict], cfg, model_dir: Path) -> list[dict]:
+def generate_answers(model_path, name: str, questions: list[dict], cfg, model_dir: Path,
+                     chat_template: str | None = None) -> list[dict]:
     """Two-turn answers in FastChat's model_answer format, grouped by temperature for batching."""
     cache = model_dir / "cache" / "generation.jsonl"
     turns: dict[int, list[str]] = {q["question_id"]: [] for q in questions}
@@ -113,7 +114,8 @@ def generate_answers(model_path, name: str, questions: list[dict], cfg, model_di
                 convs.append(msgs + [{"role": "user", "content": q["turns"][t]}])
             outs = generate(model_path, convs, max_new_tokens=cfg.mt_bench_max_new_tokens, temperature=temp,
                             top_p=1.0, seed=cfg.seed, batch_size=cfg.batch_size, cache_path=cache,
-                            backend=cfg.backend, desc=f"{name}: MT-Bench turn {t + 1} (T={temp})")
+                            backend=cfg.backend, desc=f"{name}: MT-Bench turn {t + 1} (T={temp})",
+                            chat_template=chat_template)
             for q, out in zip(qs, outs):
                 turns[q["question_id"]].append(out)
     now = time.time()
@@ -236,10 +238,10 @@ def judge_file_name(judge_model: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", judge_model) + "_single.jsonl"
 
 
-def evaluate_mt_bench(cfg, name: str, model_path, out_dir: Path, client=None) -> dict:
+def evaluate_mt_bench(cfg, name: str, model_path, out_dir: Path, client=None, chat_template: str | None = None) -> dict:
     """Answers, judgments, scores and the radar chart for one model; returns mt_bench.json."""
     if not cfg.mt_bench_questions or not cfg.mt_bench_judge_prompts:
-        raise SafeAlignError("eval.mt_bench_questions / eval.mt_bench_judge_prompts: set both to run MT-Bench "
+        raise ConfigError("eval.mt_bench_questions / eval.mt_bench_judge_prompts: set both to run MT-Bench "
                              "(FastChat's question.jsonl and judge_prompts.jsonl)")
     model_dir = Path(out_dir) / name
     questions = load_questions(cfg.mt_bench_questions, cfg.mt_bench_questions_split)
@@ -247,7 +249,7 @@ def evaluate_mt_bench(cfg, name: str, model_path, out_dir: Path, client=None) ->
         questions = questions[: cfg.mt_bench_max_questions]
     judge_prompts = load_judge_prompts(cfg.mt_bench_judge_prompts)
     refs = load_reference_answers(cfg.mt_bench_reference_answers)
-    answers = generate_answers(model_path, name, questions, cfg, model_dir)
+    answers = generate_answers(model_path, name, questions, cfg, model_dir, chat_template)
     write_jsonl(model_dir / "mt_bench" / "model_answer" / f"{name}.jsonl", answers)
     client = client or ChatClient(cfg.mt_bench_judge_base_url, cfg.mt_bench_judge_model, cfg.mt_bench_api_key_env,
                                   timeout=cfg.judge_timeout, max_retries=cfg.judge_max_retries)

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
 
-from ..errors import SafeAlignError
+from ..errors import ConfigError, SafeAlignError
 from ..fileio import JsonlCache
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def resolve_api_key(env_name: str | None, base_url: str) -> str:
     host = urlparse(base_url).hostname or ""
     if host in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
         return "EMPTY"
-    raise SafeAlignError(f"judge endpoint {base_url}: set the API key in the environment variable "
+    raise ConfigError(f"judge endpoint {base_url}: set the API key in the environment variable "
                          f"{env_name or '(none configured)'}")
 
 

@@ -14,7 +14,7 @@ import datasets
 import pandas as pd
 
 from ..data.records import prompts_of, read_preference_records
-from ..errors import DataError, SafeAlignError
+from ..errors import ConfigError, DataError, SafeAlignError
 from ..fileio import read_jsonl
 from ..layout import RunLayout
 
@@ -71,7 +71,7 @@ def load_safety_prompts(cfg, layout: RunLayout, split: str = "test") -> list[dic
     else:
         rows = hub_prompts(src, cfg.safety_prompts_split)
     if not rows:
-        raise SafeAlignError(f"eval.safety_prompts: {src if src != 'test_split' else layout.split(split)}: "
+        raise ConfigError(f"eval.safety_prompts: {src if src != 'test_split' else layout.split(split)}: "
                              "no harmful prompts found")
     return rows[: cfg.max_safety_prompts] if cfg.max_safety_prompts else rows
 
@@ -80,5 +80,5 @@ def load_helpful_prompts(cfg, layout: RunLayout, split: str = "test") -> list[di
     """The benign prompts of `split`, capped at `eval.max_helpful_prompts`."""
     rows = split_prompts(layout, split, harmful=False)
     if not rows:
-        raise SafeAlignError(f"{layout.split(split)}: no benign prompts for helpfulness")
+        raise ConfigError(f"{layout.split(split)}: no benign prompts for helpfulness")
     return rows[: cfg.max_helpful_prompts] if cfg.max_helpful_prompts else rows

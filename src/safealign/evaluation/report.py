@@ -11,11 +11,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..errors import SafeAlignError
+from ..errors import ConfigError
 from ..fileio import read_json, write_json, write_text
 from ..layout import RunLayout
+from ..logs import say
+from ..modelcard import write_run_card
+from .bars import safety_bar_chart
+from .curves import training_curves
 from .efficiency import efficiency_markdown
-from .plots import radar_chart, safety_bar_chart, training_curves
+from .plots import radar_chart
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +96,13 @@ def build_report(results_dir, out_dir=None, base_name: str = "base", logs_dir=No
     mt = {n: e["mt_bench"]["per_category"] for n, e in models.items() if e["mt_bench"]}
     if mt and (p := radar_chart(mt, out_dir / "mt_bench_radar.png")):
         plots["mt_bench_radar"] = p.name
+    curve_panels = {}
     if logs_dir is not None:
-        for p in training_curves(Path(logs_dir), out_dir):
-            plots[p.stem] = p.name
+        for curves in training_curves(Path(logs_dir), out_dir):
+            plots[curves.path.stem] = curves.path.name
+            curve_panels[curves.stage] = curves.panels  # what each curves_<stage>.png shows, by meaning
     report = {"base": base_name if base is not None else None, "models": models, "plots": plots,
-              "not_included": not_included}
+              "curve_panels": curve_panels, "not_included": not_included}
     write_json(out_dir / "report.json", report)
     write_text(out_dir / "report.md", report_markdown(report))
     return report
@@ -160,6 +166,28 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_models(cfg, layout: RunLayout) -> list[tuple[str, str, Path]]:
+    """(name in the report, card method, folder) of every model this run trains and the report lists."""
+    main = str(cfg.section("dpo").algorithm)
+    out = [(main, main, layout.aligned())]
+    out += [(a, a, layout.aligned(a)) for a in cfg.section("pipeline").ablations if a != main]
+    out.append(("distilled", "distill", layout.distilled))
+    if layout.start == "sft":
+        out.append(("base", "sft", layout.sft_model))
+    return out
+
+
+def refresh_model_cards(cfg, layout: RunLayout, report: dict) -> list[Path]:
+    """Rewrite the model card (README.md) of every model of this run the report lists, now with its
+    evaluation figures and their judges. Returns the cards written."""
+    written = []
+    for name, method, folder in run_models(cfg, layout):
+        if name in report["models"] and (folder / "config.json").is_file():
+            written.append(write_run_card(folder, cfg, method=method, model_name=name, data_dir=layout.data_dir,
+                                          eval_summary=report))
+    return written
+
+
 def cli_main(cfg, args) -> int:
     layout = RunLayout.from_config(cfg)
     results = Path(getattr(args, "results", None) or layout.results)
@@ -167,10 +195,14 @@ def cli_main(cfg, args) -> int:
     only = [m.strip() for m in args.models.split(",") if m.strip()] if getattr(args, "models", None) else None
     missing = [m for m in only or [] if collect_model(results / m) is None]
     if missing:  # before anything is written: a typo must not produce a report that silently lacks a model
-        raise SafeAlignError(f"report --models: no safety.json or mt_bench.json under {results}/{missing[0]}")
+        known = sorted(p.name for p in results.iterdir() if collect_model(p)) if results.is_dir() else []
+        raise ConfigError(f"report --models: no safety.json or mt_bench.json under {results}/{missing[0]}; "
+                          f"evaluated models there: {', '.join(known) or 'none'}")
     report = build_report(results, out, logs_dir=layout.logs, models=only)
+    if results == layout.results:  # this run's results: its models' cards get the figures
+        refresh_model_cards(cfg, layout, report)
     if report["not_included"]:
-        print(f"report: left out {', '.join(report['not_included'])} (not in --models)")
-    print((out / "report.md").read_text(encoding="utf-8"))
-    print(f"report: {out / 'report.md'} ({len(report['models'])} models)")
+        say(f"report: left out {', '.join(report['not_included'])} (not in --models)")
+    say((out / "report.md").read_text(encoding="utf-8").rstrip())
+    say(f"report: {out / 'report.md'} ({len(report['models'])} models)")
     return 0

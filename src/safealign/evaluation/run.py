@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 
 from ..config import save_resolved
-from ..errors import ConfigError, SafeAlignError
+from ..errors import ConfigError
 from ..fileio import write_json, write_text
 from ..layout import RunLayout
+from ..logs import say
 from ..models.base import ensure_base_model
+from ..models.refs import check_model_ref, hub_load_kwargs
 from .helpfulness import evaluate_helpfulness
 from .mt_bench import evaluate_mt_bench
 from .safety import evaluate_safety
@@ -36,22 +38,29 @@ def evaluate_model(cfg, name: str, model_path, what: str = "all", out_dir=None, 
     objects by kind (e.g. a loaded cost model shared between models).
     """
     if what not in ("safety", "mt-bench", "all"):
-        raise SafeAlignError(f"evaluate: what must be safety, mt-bench or all (got {what!r})")
+        raise ConfigError(f"evaluate: what must be safety, mt-bench or all (got {what!r})")
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise ConfigError(f"--model {name}: a model name may hold only letters, digits, '.', '_' and '-'")
     ev = cfg.section("eval")
     layout = RunLayout.from_config(cfg)
+    if isinstance(model_path, (str, Path)):  # a folder that is no model, or a missing one: one line, now
+        check_model_ref(str(model_path))
+    # Every tokenizer gets the run's conversation format (models this run trained already carry it).
+    template = cfg.section("model").chat_template
     out_dir = Path(out_dir or layout.results)
     model_dir = out_dir / name
     result: dict = {"model": name, "model_path": str(model_path), "what": what, "split": split, "seconds": {}}
     if what in ("safety", "all"):
         t = time.perf_counter()
-        result["safety"] = evaluate_safety(ev, name, model_path, out_dir, layout, split, judges=judges)
-        result["helpfulness"] = evaluate_helpfulness(ev, name, model_path, out_dir, layout, split)
+        result["safety"] = evaluate_safety(ev, name, model_path, out_dir, layout, split, judges=judges,
+                                           chat_template=template)
+        result["helpfulness"] = evaluate_helpfulness(ev, name, model_path, out_dir, layout, split,
+                                                     chat_template=template)
         result["seconds"]["safety"] = time.perf_counter() - t
     if what == "mt-bench" or (what == "all" and ev.mt_bench_questions):
         t = time.perf_counter()
-        result["mt_bench"] = evaluate_mt_bench(ev, name, model_path, out_dir, client=mt_bench_client)
+        result["mt_bench"] = evaluate_mt_bench(ev, name, model_path, out_dir, client=mt_bench_client,
+                                               chat_template=template)
         result["seconds"]["mt_bench"] = time.perf_counter() - t
     elif what == "all":
         log.info("MT-Bench skipped: eval.mt_bench_questions is not set")
@@ -98,7 +107,8 @@ def parse_model_args(items: list[str], cfg) -> list[tuple[str, str]]:
             name = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
         if not name or not path:
             raise ConfigError(f"--model {item}: expected NAME=PATH or PATH")
-        out.append((name, path))
+        out.append((name, check_model_ref(path, "--model")))  # every model checked before any work
+        hub_load_kwargs(path, flag="--model")  # a Hub id: cached, or reachable (a few seconds at most)
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
         raise ConfigError(f"--model: model names must differ (got {names}); use NAME=PATH")
@@ -114,7 +124,6 @@ def cli_main(cfg, args) -> int:
         log.info("evaluating %s (%s): %s", name, path, args.what)
         summaries.append(evaluate_model(cfg, name, path, args.what, out_dir))
     for r in summaries:
-        print(summary_markdown(r).strip())
-        print()
-    print(f"results in {out_dir} ({time.perf_counter() - t0:.1f} s)")
+        say(summary_markdown(r).strip() + "\n")
+    say(f"results in {out_dir} ({time.perf_counter() - t0:.1f} s)")
     return 0

@@ -33,7 +33,7 @@ def summarise(rows: list[dict], verdicts: list[tuple[bool, dict]], judge: str) -
 
 
 def evaluate_safety(cfg, name: str, model_path, out_dir: Path, layout: RunLayout, split: str = "test",
-                    judges: dict | None = None) -> dict:
+                    judges: dict | None = None, chat_template: str | None = None) -> dict:
     """Generate answers for the safety prompts, judge them, write safety.json + failures; return safety.json.
 
     `cfg` is the `eval` section; `split` the prepared split whose harmful prompts `test_split` means."""
@@ -44,7 +44,7 @@ def evaluate_safety(cfg, name: str, model_path, out_dir: Path, layout: RunLayout
     answers, gstats = generate_with_stats(
         model_path, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
         seed=cfg.seed, batch_size=cfg.batch_size, cache_path=model_dir / "cache" / "generation.jsonl",
-        backend=cfg.backend, desc=f"{name}: safety answers")
+        backend=cfg.backend, desc=f"{name}: safety answers", chat_template=chat_template)
     judges = dict(judges or {})
     kinds = [cfg.judge] + [j for j in cfg.extra_judges if j != cfg.judge]
     results = {}

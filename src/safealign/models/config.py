@@ -18,6 +18,9 @@ class ModelConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False  # never on unless the user turns it on
     attn_implementation: str | None = None
+    # The conversation format every stage sets on the tokenizer instead of the model's own: a name (default,
+    # chatml, llama2, mistral, zephyr), a .jinja/.json file or the Jinja text (see `chat_templates`).
+    chat_template: str | None = None
     load_in_4bit: bool = False  # only where bitsandbytes and CUDA exist
     use_lora: bool = False
     lora_r: int = 16
@@ -41,6 +44,14 @@ class ModelConfig:
                 raise ConfigError(f"{name}: must be > 0 (got {getattr(self, name)})")
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"lora_dropout: must be in [0, 1) (got {self.lora_dropout})")
+        if self.chat_template is not None:
+            from ..chat_templates import resolve_chat_template
+
+            try:  # checked now, before any model loads
+                resolve_chat_template(self.chat_template, key="chat_template")
+            except ConfigError as err:
+                msg = str(err)
+                raise ConfigError(msg if msg.startswith("chat_template") else f"chat_template: {msg}") from None
         if self.tiny_hidden_size % self.tiny_num_heads:
             raise ConfigError(f"tiny_hidden_size: must be divisible by tiny_num_heads ({self.tiny_num_heads})")
 

@@ -11,8 +11,12 @@ from peft import LoraConfig, get_peft_model
 from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
                           BitsAndBytesConfig)
 
+from safetensors import SafetensorError
+
 from ..chat import ensure_chat_template
-from ..errors import SafeAlignError
+from ..chat_templates import resolve_chat_template
+from ..errors import ConfigError
+from .refs import check_tokenizer_folder, hub_load_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +29,31 @@ def resolve_dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+# What a folder or Hub id that holds no loadable model raises: missing/unreadable files (OSError), a bad
+# config or tokenizer (ValueError), corrupt weights (SafetensorError). Each is the user's input: exit code 2.
+LOAD_ERRORS = (OSError, ValueError, SafetensorError)
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_code: bool = False,
-                   padding_side: str = "right"):
+                   padding_side: str = "right", chat_template: str | None = None):
+    """The tokenizer of a model folder or Hub id, with a chat template (`chat_template`: the config's
+    `model.chat_template` override, see `chat_templates`; else its own, else safe-rlhf's default) and a pad
+    token. A reference that is no model is a ConfigError (one line) before anything loads."""
+    template = resolve_chat_template(chat_template) if chat_template else None  # a typo fails first
+    kwargs = hub_load_kwargs(str(name_or_path), revision)
+    check_tokenizer_folder(str(name_or_path))
     try:
-        tok = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
-    except OSError as err:
-        raise SafeAlignError(f"{name_or_path}: cannot load tokenizer ({str(err).splitlines()[0]})") from None
+        tok = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code,
+                                            **kwargs)
+    except LOAD_ERRORS as err:
+        raise ConfigError(f"{name_or_path}: cannot load the tokenizer ({_first_line(err)})") from None
+    if template:
+        tok.chat_template = template
     ensure_chat_template(tok)
     tok.padding_side = padding_side
     return tok
@@ -38,12 +61,12 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_
 
 def _common_kwargs(name_or_path, revision, dtype, trust_remote_code, load_in_4bit, attn_implementation):
     kwargs = dict(revision=revision, trust_remote_code=trust_remote_code, dtype=resolve_dtype(dtype),
-                  use_safetensors=_use_safetensors(name_or_path))
+                  use_safetensors=_use_safetensors(name_or_path), **hub_load_kwargs(str(name_or_path), revision))
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if load_in_4bit:
         if not torch.cuda.is_available():
-            raise SafeAlignError("model.load_in_4bit: needs CUDA and bitsandbytes; turn it off on this machine")
+            raise ConfigError("model.load_in_4bit: needs CUDA and bitsandbytes; turn it off on this machine")
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kwargs["dtype"])
     return kwargs
@@ -54,7 +77,7 @@ def _use_safetensors(name_or_path: str) -> bool | None:
     p = Path(name_or_path)
     if p.is_dir():
         if not any(p.glob("*.safetensors")) and any(p.glob("*.bin")):
-            raise SafeAlignError(f"{name_or_path}: only pickle (.bin) weights found; convert them to safetensors")
+            raise ConfigError(f"{name_or_path}: only pickle (.bin) weights found; convert them to safetensors")
         return True if any(p.glob("*.safetensors")) else None
     return None
 
@@ -65,8 +88,8 @@ def load_causal_lm(name_or_path: str, revision: str | None = None, dtype: str = 
     kwargs = _common_kwargs(name_or_path, revision, dtype, trust_remote_code, load_in_4bit, attn_implementation)
     try:
         return AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
-    except OSError as err:
-        raise SafeAlignError(f"{name_or_path}: cannot load model ({str(err).splitlines()[0]})") from None
+    except LOAD_ERRORS as err:
+        raise ConfigError(f"{name_or_path}: cannot load the model ({_first_line(err)})") from None
 
 
 def load_score_model(name_or_path: str, revision: str | None = None, dtype: str = "auto",
@@ -76,8 +99,8 @@ def load_score_model(name_or_path: str, revision: str | None = None, dtype: str 
     kwargs = _common_kwargs(name_or_path, revision, dtype, trust_remote_code, load_in_4bit, attn_implementation)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(name_or_path, num_labels=1, **kwargs)
-    except OSError as err:
-        raise SafeAlignError(f"{name_or_path}: cannot load model ({str(err).splitlines()[0]})") from None
+    except LOAD_ERRORS as err:
+        raise ConfigError(f"{name_or_path}: cannot load the model ({_first_line(err)})") from None
     if pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model
@@ -89,7 +112,7 @@ def apply_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, targe
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     targets = [m for m in (target_modules or ["q_proj", "v_proj"]) if m in present]
     if not targets:
-        raise SafeAlignError(f"lora_target_modules: none of {target_modules} exist in {type(model).__name__}")
+        raise ConfigError(f"lora_target_modules: none of {target_modules} exist in {type(model).__name__}")
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task_type,
                      modules_to_save=modules_to_save)
     return get_peft_model(model, cfg)

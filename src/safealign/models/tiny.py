@@ -15,6 +15,7 @@ from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralF
                           PreTrainedTokenizerFast)
 
 from ..chat import DEFAULT_CHAT_TEMPLATE
+from ..chat_templates import resolve_chat_template
 from ..fileio import atomic_path
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
@@ -67,6 +68,8 @@ def make_tiny_base(out_dir: str | os.PathLike, texts: Iterable[str], model_cfg, 
     """Train the tokenizer on `texts`, build the model from `model_cfg` (a ModelConfig), save both to `out_dir`."""
     out_dir = Path(out_dir)
     tokenizer = train_tokenizer(texts, vocab_size=model_cfg.tiny_vocab_size)
+    if getattr(model_cfg, "chat_template", None):  # saved with the model: every later stage reads it from there
+        tokenizer.chat_template = resolve_chat_template(model_cfg.chat_template)
     model = build_tiny_model(
         tokenizer,
         architecture=model_cfg.tiny_architecture,

@@ -29,7 +29,10 @@ def launch(cfg, layout: RunLayout, launcher: str, stage: str, command: list[str]
     if resume:
         argv += ["--resume", resume]
     log.info("stage %s: %s", stage, shlex.join(argv))
-    code = subprocess.call(argv)
+    code = subprocess.call(argv)  # the child inherits os.environ: the thread settings apply_num_threads put there
     if code != 0:
-        raise SafeAlignError(f"stage {stage}: `{shlex.join(argv[:4])} ...` exited with code {code}")
+        err = SafeAlignError(f"stage {stage}: `{shlex.join(argv[:4])} ...` exited with code {code} "
+                             f"(its log: {layout.log_file(stage)})")
+        err.exit_code = 2 if code == 2 else 1  # the child's bad config or data is the pipeline's too
+        raise err
     return read_json(summary) if summary.is_file() else {}

@@ -17,7 +17,7 @@ from ..data.prepare import run_prepare
 from ..distill import run_distill
 from ..dpo.train import run_train_dpo
 from ..errors import ConfigError, SafeAlignError
-from ..evaluation.report import build_report
+from ..evaluation.report import build_report, refresh_model_cards
 from ..evaluation.run import evaluate_model
 from ..fileio import read_json
 from ..layout import RM_DIMENSIONS, RunLayout
@@ -82,7 +82,7 @@ def build_plan(cfg) -> list[Stage]:
     if distill.enabled:
         models.append(("distilled", str(layout.distilled), [layout.distilled]))
         stages.append(_evaluate(cfg, layout, *models[-1]))
-    stages.append(_report(layout, [name for name, _, _ in models]))
+    stages.append(_report(cfg, layout, [name for name, _, _ in models]))
     for st in stages:
         st.cfg = st.cfg or cfg
     return stages
@@ -178,11 +178,12 @@ def _distill(cfg, layout: RunLayout, inputs: list[Path], seed: dict) -> Stage:
                  enabled=cfg.section("distill").enabled, why_disabled="distill.enabled is false")
 
 
-def _report(layout: RunLayout, names: list[str]) -> Stage:
+def _report(cfg, layout: RunLayout, names: list[str]) -> Stage:
     def run(_resume):
         out = build_report(str(layout.results), str(layout.results), base_name="base", logs_dir=layout.logs,
                            models=names)
         check_report(layout.report("json"), names)
+        refresh_model_cards(cfg, layout, out)  # the cards get the figures (README.md is no stage's input)
         others = out.get("not_included", [])
         if others:  # e.g. a model evaluated by an earlier run with another dpo.algorithm or ablation list
             log.warning("report: results/ also holds %s, not in this run's plan: left out of the report",

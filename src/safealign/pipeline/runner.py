@@ -16,24 +16,28 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import modelcard
 from ..config import save_resolved
 from ..errors import ConfigError, SafeAlignError
 from ..fileio import write_text
 from ..layout import RunLayout
-from ..runstate import RunState, hash_obj, hash_paths, manifest, now_iso
+from ..logs import say, stage_logging
+from ..runstate import RunState, hash_obj, hash_paths, manifest, now_iso, run_lock
 from .plan import Stage, build_plan, select_stages
 
 log = logging.getLogger(__name__)
 
 
 def run_pipeline(cfg, from_stage: str | None = None, only_stage: str | None = None,
-                 until: str | None = None) -> dict:
+                 until: str | None = None, push_to_hub: str | None = None) -> dict:
     """Run the pipeline for `cfg`; returns the run.json data. Raises on the first failing stage.
 
     `until`: stop after this stage (the sweep uses it to get the data and the two judges).
+    `push_to_hub`: a Hub repo (default `run.push_to_hub`) the aligned model is uploaded to at the end, once
+    the report has put its figures into the model card.
+    Nothing is written before the stage selection is valid; the run directory is locked while it runs.
     """
     layout = RunLayout.from_config(cfg)
-    layout.root.mkdir(parents=True, exist_ok=True)
     stages = build_plan(cfg)
     if until is not None:
         names = [s.name for s in stages]
@@ -41,6 +45,17 @@ def run_pipeline(cfg, from_stage: str | None = None, only_stage: str | None = No
             raise ConfigError(f"until: unknown stage {until!r}; stages: {', '.join(names)}")
         stages = stages[: names.index(until) + 1]
     forced = select_stages(stages, from_stage, only_stage)
+    with run_lock(layout):
+        data = _run_stages(cfg, layout, stages, forced, from_stage, only_stage)
+        repo = push_to_hub or cfg.section("run").push_to_hub
+        if repo:
+            url = modelcard.push_to_hub(layout.aligned(), repo)
+            say(f"pipeline: pushed {layout.aligned()} to {url}")
+    return data
+
+
+def _run_stages(cfg, layout: RunLayout, stages: list[Stage], forced: set[str], from_stage, only_stage) -> dict:
+    console = cfg.section("run").log_level
     state = RunState(layout)
     state.data["config"] = cfg.source
     state.data["order"] = [s.name for s in stages]
@@ -70,11 +85,12 @@ def run_pipeline(cfg, from_stage: str | None = None, only_stage: str | None = No
                 continue
         else:
             why = "selected with --from/--only"
-        _check_inputs(st, stages)
-        resume = _resume_or_clear(cfg, st, state, config_hash, inputs_hash)
-        _line(i, n, st.name, "running", f"({why})" + (" resuming from its latest checkpoint" if resume else ""))
-        _run_stage(st, state, resume, config_hash, inputs_hash,
-                   say_failed=lambda msg: _line(i, n, st.name, "FAILED", msg))
+        with stage_logging(layout.log_file(st.name), st.name, console_level=console):
+            _check_inputs(st, stages)
+            resume = _resume_or_clear(cfg, st, state, config_hash, inputs_hash)
+            _line(i, n, st.name, "running", f"({why})" + (" resuming from its latest checkpoint" if resume else ""))
+            _run_stage(st, state, resume, config_hash, inputs_hash,
+                       say_failed=lambda msg: _line(i, n, st.name, "FAILED", msg))
         invocation["ran"].append(st.name)
         _line(i, n, st.name, "done", f"{state.record(st.name)['seconds']:.1f}s")
     invocation["finished_at"] = now_iso()
@@ -133,7 +149,7 @@ def _check_inputs(st: Stage, stages: list[Stage]) -> None:
             continue
         maker = next((s.name for s in stages for o in s.outputs if o == p or o.parent == p), None)
         hint = f"; run stage {maker} first" if maker else ""
-        raise SafeAlignError(f"stage {st.name}: input {p} does not exist{hint}")
+        raise ConfigError(f"stage {st.name}: input {p} does not exist{hint}")
 
 
 def _summarize(result: Any) -> Any:
@@ -148,7 +164,7 @@ def _summarize(result: Any) -> Any:
 
 
 def _line(i: int, n: int, name: str, status: str, note: str = "") -> None:
-    print(f"[{i:>2}/{n}] {name:<24} {status}{('  ' + note) if note else ''}", flush=True)
+    say(f"[{i:>2}/{n}] {name:<24} {status}{('  ' + note) if note else ''}")
 
 
 def _write_summary(state: RunState, stages: list[Stage], layout: RunLayout) -> None:
@@ -169,10 +185,16 @@ def _write_summary(state: RunState, stages: list[Stage], layout: RunLayout) -> N
     if layout.report("md").is_file():
         text += f"\nReport: `{layout.report('md')}`\n"
     write_text(layout.run_md, text)
-    print(f"pipeline: {inv.get('seconds', 0):.1f} s this run; ran {', '.join(inv.get('ran', [])) or 'nothing'}; "
-          f"skipped {len(inv.get('skipped', []))}; summary in {layout.run_md}", flush=True)
+    say(f"pipeline: {inv.get('seconds', 0):.1f} s this run; ran {', '.join(inv.get('ran', [])) or 'nothing'}; "
+        f"skipped {len(inv.get('skipped', []))}; summary in {layout.run_md}; logs in {layout.logs}")
+
+
+def check_args(cfg, args) -> None:
+    """`--from`/`--only` name existing stages (checked before the CLI opens the run's log file)."""
+    select_stages(build_plan(cfg), getattr(args, "from_stage", None), getattr(args, "only_stage", None))
 
 
 def cli_main(cfg, args) -> int:
-    run_pipeline(cfg, from_stage=getattr(args, "from_stage", None), only_stage=getattr(args, "only_stage", None))
+    run_pipeline(cfg, from_stage=getattr(args, "from_stage", None), only_stage=getattr(args, "only_stage", None),
+                 push_to_hub=getattr(args, "push_to_hub", None))
     return 0

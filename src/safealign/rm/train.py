@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from ..config import save_resolved
-from ..errors import ConfigError, SafeAlignError
+from ..errors import ConfigError, DataError
 from ..fileio import atomic_path, write_json, write_text
 from ..layout import RM_DIMENSIONS, RunLayout
+from ..logs import say
 from ..models.base import ensure_base_model
 from ..models.loading import count_parameters, load_tokenizer, load_trainable_score_model
 from .config import RewardConfig
@@ -31,7 +32,8 @@ def _load_model(cfg, rc: RewardConfig, layout: RunLayout):
     """(score model, tokenizer, base path): the `model` section with `reward.model` applied."""
     mc = rc.model_config(cfg.section("model"))
     base = ensure_base_model(cfg, layout.data_dir) if mc.is_tiny else mc.name_or_path
-    tokenizer = load_tokenizer(base, revision=mc.revision, trust_remote_code=mc.trust_remote_code)
+    tokenizer = load_tokenizer(base, revision=mc.revision, trust_remote_code=mc.trust_remote_code,
+                               chat_template=mc.chat_template)
     model = load_trainable_score_model(mc, base, pad_token_id=tokenizer.pad_token_id)
     model.config.use_cache = False
     total, trainable = count_parameters(model)
@@ -53,7 +55,7 @@ def build_trainer(cfg, dimension: str, data_dir=None) -> tuple[RewardTrainer, di
     if dimension == "harmless" and rc.include_single_response and layout.split("safety_train").is_file():
         singles = single_examples(layout.split("safety_train"))
     if not train_pairs or not val_pairs:
-        raise SafeAlignError(f"{layout.data_dir}: train.jsonl and val.jsonl must each hold at least one pair")
+        raise DataError(str(layout.data_dir), None, None, "train.jsonl and val.jsonl must each hold at least one pair")
     changes = {}
     if dimension == "harmless" and "metric_for_best_model" not in (cfg.raw.get("reward") or {}):
         # c > 0 ⇔ unsafe is what the judge and the safety constraint read; pairwise accuracy saturates early.
@@ -161,5 +163,5 @@ def metrics_markdown(m: dict) -> str:
 
 def cli_main(cfg, args) -> int:
     metrics = run_train_rm(cfg, args.dimension, data_dir=args.data_dir, output_dir=args.output, resume=args.resume)
-    print(f"{args.dimension} RM: {_summary(metrics)}")
+    say(f"{args.dimension} RM: {_summary(metrics)}")
     return 0

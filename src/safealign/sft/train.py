@@ -18,11 +18,12 @@ from typing import Any, Sequence
 import torch
 
 from ..config import save_resolved
-from ..errors import SafeAlignError
+from ..errors import DataError
 from ..fileio import atomic_path, write_json
+from ..modelcard import write_run_card
 from ..models.config import ModelConfig
 from ..models.loading import count_parameters, load_policy, load_tokenizer
-from ..training import CheckpointedTrainer, StageArguments, resolve_resume
+from ..training import CheckpointedTrainer, StageArguments, activation_checkpointing_on, resolve_resume
 from .data import EncodedDataset, ResponseOnlyCollator
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,15 @@ def load_trainable(base_path: str, model_cfg=None):
     model_cfg = model_cfg or ModelConfig()
     if not model_cfg.use_lora:
         model_cfg = dataclasses.replace(model_cfg, dtype="float32", load_in_4bit=False)
-    tokenizer = load_tokenizer(base_path, trust_remote_code=model_cfg.trust_remote_code)
+    tokenizer = load_tokenizer(base_path, trust_remote_code=model_cfg.trust_remote_code,
+                               chat_template=model_cfg.chat_template)
     return load_policy(model_cfg, base_path), tokenizer
 
 
 def run_sft(train_examples: Sequence[dict], val_examples: Sequence[dict] | None, base_path: str,
             output_dir: str | Path, args: StageArguments, *, model_cfg=None, resume: str | bool | None = None,
-            callbacks: Sequence = (), config_to_save: Any = None, steps_key: str = "num_train_epochs") -> dict:
+            callbacks: Sequence = (), config_to_save: Any = None, steps_key: str = "num_train_epochs",
+            card: dict | None = None) -> dict:
     """Fine-tune `base_path` on (prompt, response) examples with the response-only LM loss.
 
     `args` are fitted to the run: checkpoints go to `args.output_dir`, `resume="latest"` (or a checkpoint
@@ -51,15 +54,17 @@ def run_sft(train_examples: Sequence[dict], val_examples: Sequence[dict] | None,
     `output_dir` atomically: the plain model (safetensors, LoRA merged), tokenizer, config.yaml and
     metrics.json. Returns the metrics: train loss, val loss/perplexity before and after, examples, seconds.
     `steps_key` names the setting to change when the schedule would take no optimizer step.
+    `card`: {"method", "model_name", "data_dir"} for the model card (README.md) written with the model, from
+    the run config `config_to_save`.
     """
     if not train_examples:
-        raise SafeAlignError("sft: no training examples")
+        raise DataError("sft", None, None, "no training examples")
     args.check_steps(len(train_examples), args.world_size, key=steps_key)  # before anything loads
     if not val_examples:
         args = dataclasses.replace(args, eval_strategy="no")
     model, tokenizer = load_trainable(base_path, model_cfg)
     use_lora = bool(getattr(model_cfg, "use_lora", False))
-    if getattr(args, "activation_checkpointing", None) or getattr(args, "gradient_checkpointing", False):
+    if activation_checkpointing_on(args):
         model.config.use_cache = False
 
     max_length, max_prompt_length = args.max_length, args.max_prompt_length
@@ -103,6 +108,8 @@ def run_sft(train_examples: Sequence[dict], val_examples: Sequence[dict] | None,
         tokenizer.save_pretrained(tmp)
         save_resolved(config_to_save if config_to_save is not None else args, tmp / "config.yaml")
         write_json(tmp / "metrics.json", metrics)
+        if card is not None and config_to_save is not None:
+            write_run_card(tmp, config_to_save, **card)
     del trainer
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

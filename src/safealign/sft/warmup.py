@@ -14,6 +14,7 @@ import transformers
 
 from ..data.records import read_preference_records
 from ..layout import RunLayout
+from ..logs import say
 from ..models.base import ensure_base_model
 from .data import chosen_examples
 from .train import run_sft
@@ -31,17 +32,20 @@ def run_sft_warmup(cfg, output_dir: str | Path | None = None, resume: str | bool
     val = chosen_examples(read_preference_records(val_file)) if val_file.is_file() else []
     if sft.max_train_examples:
         train = train[: sft.max_train_examples]
-    base = ensure_base_model(cfg)
     # The stage's own seed, not run.seed (see SFTStageConfig).
     args, callbacks = sft.fit_to_run(layout, "sft", cfg, seed=sft.seed)
+    args.check_steps(len(train), args.world_size, key="sft.num_train_epochs")  # before the base is built
+    base = ensure_base_model(cfg)
     transformers.set_seed(sft.seed)
+    # The report calls the warm-up `base` when alignment starts from it (the layout's rule).
+    card = {"method": "sft", "model_name": "base" if layout.start == "sft" else "sft", "data_dir": layout.data_dir}
     return run_sft(train, val[:MAX_VAL_EXAMPLES], base, output_dir or layout.sft_model, args,
                    model_cfg=cfg.section("model"), resume=resume, callbacks=callbacks, config_to_save=cfg,
-                   steps_key="sft.num_train_epochs")
+                   steps_key="sft.num_train_epochs", card=card)
 
 
 def cli_main(cfg, args) -> int:
     """`safealign sft`: the warm-up on its own."""
     metrics = run_sft_warmup(cfg, output_dir=getattr(args, "output", None), resume=getattr(args, "resume", None))
-    print(f"sft: val loss {metrics.get('initial_val_loss')} -> {metrics.get('val_loss')}")
+    say(f"sft: val loss {metrics.get('initial_val_loss')} -> {metrics.get('val_loss')}")
     return 0

@@ -19,7 +19,7 @@ from ..evaluation.run import evaluate_model
 from ..fileio import JsonlCache, write_json, write_text
 from ..layout import RunLayout
 from ..pipeline.runner import run_pipeline
-from ..runstate import hash_obj
+from ..runstate import hash_obj, run_lock
 from .config import SweepConfig
 from .report import sweep_markdown, sweep_plot, write_best
 from .select import point_id, select_best
@@ -62,6 +62,13 @@ def _score(res: dict, metric: str) -> tuple[float, float]:
 
 
 def run_sweep(cfg, output_dir: str | Path | None = None) -> dict:
+    """The grid, trained and evaluated point by point in the run directory (locked meanwhile, as the pipeline
+    locks it: a pipeline on the same directory would write the same data, judges and checkpoints)."""
+    with run_lock(RunLayout.from_config(cfg)):
+        return _run_sweep(cfg, output_dir)
+
+
+def _run_sweep(cfg, output_dir: str | Path | None = None) -> dict:
     sw = cfg.section("sweep")
     layout = RunLayout.from_config(cfg)
     out = Path(output_dir or sw.output_dir or layout.sweep)
