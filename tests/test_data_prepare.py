@@ -170,6 +170,23 @@ def test_toy_dataset_stats(tmp_path):
     assert len(stats["samples"]) == 3 and "## Splits" in (tmp_path / "toy" / "stats.md").read_text()
 
 
+def test_harmful_prompts_are_counted_as_distinct_prompts(tmp_path):
+    """A prompt has several records; stats count harmful *prompts* once each, and their records apart."""
+    run_prepare(DataConfig(), ToyWorldConfig(num_pairs=500, seed=1), tmp_path / "toy")
+    stats = json.loads((tmp_path / "toy" / "stats.json").read_text())
+    md = (tmp_path / "toy" / "stats.md").read_text()
+    assert "| harmful prompts (their records) |" in md
+    for split in ("train", "val", "test"):
+        rows = read_jsonl(tmp_path / "toy" / f"{split}.jsonl")
+        harmful = [r for r in rows if r["is_harmful_prompt"]]
+        s = stats["splits"][split]["preference"]
+        assert s["harmful_prompts"] == len({r["prompt"] for r in harmful}) <= s["prompts"]
+        assert s["harmful_prompt_records"] == len(harmful)
+        assert f"| {s['harmful_prompts']} ({s['harmful_prompt_records']}) |" in md
+    assert stats["splits"]["train"]["preference"]["harmful_prompts"] < len(
+        [r for r in read_jsonl(tmp_path / "toy" / "train.jsonl") if r["is_harmful_prompt"]])  # repeats exist
+
+
 # --------------------------------------------------------------------------- bad input through the CLI
 BAD = [
     (lambda: pku_row(1, better_response_id=2), 3, "better_response_id", "must be 0 or 1"),

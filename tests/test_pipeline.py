@@ -6,14 +6,17 @@ minute on 2 cores.
 """
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers.processes import kill_when
+from helpers.hub import RefusingHub, refusing_hub
+from helpers.processes import crash_after_first_checkpoint, kill_when
 
+from safealign.cli import main
 from safealign.config import load_config
 from safealign.errors import ConfigError, SafeAlignError
 from safealign.fileio import read_json, write_json
@@ -83,6 +86,43 @@ def test_every_artifact(ci_run):
 
 
 @pytest.mark.slow
+def test_every_stage_writes_a_plain_text_log(ci_run):
+    """<run>/logs/<stage>.log for every stage (the killed CLI run's and the in-process run's), plain text, with
+    what the terminal does not show (Trainer's metric dicts)."""
+    logs = ci_run["dir"] / "logs"
+    assert "=== pipeline started" in (logs / "pipeline.log").read_text()  # the CLI's own log
+    for name in STAGES:
+        text = (logs / f"{name}.log").read_text()
+        assert f"=== {name} started" in text and f"{name:<24} done" in text, name
+        assert "\x1b[" not in text, name  # no ANSI codes
+    dpo = (logs / "dpo.log").read_text()
+    assert "safealign.metrics: step 2: {" in dpo and "'loss_total'" in dpo
+    harmless = (logs / "harmless_rm.log").read_text()
+    assert "new score head (score.weight) initialised at random; expected" in harmless
+    assert "LOAD REPORT" not in harmless
+
+
+@pytest.mark.slow
+def test_report_curves_are_chosen_by_meaning_and_cards_carry_the_figures(ci_run):
+    d = ci_run["dir"]
+    report = read_json(d / "results" / "report.json")
+    panels = report["curve_panels"]
+    assert set(panels) == {"sft", "helpful_rm", "harmless_rm", "dpo", "dpo_dpo", "dpo_mm_dpo", "distill"}
+    assert panels["dpo"][:3] == ["total loss", "helpful loss L_H", "safety loss L_S"]
+    assert {"λ", "J_C vs threshold", "β_H / β_S"} <= set(panels["dpo"]) and "λ" not in panels["dpo_dpo"]
+    assert "sign accuracy (cost > 0 ⇔ unsafe)" in panels["harmless_rm"]
+    assert all(report["plots"][f"curves_{stage}"] == f"curves_{stage}.png" for stage in panels)
+    # every model this run trained has a model card with its own figures from the report and their judge
+    for folder, name in (("aligned", "safe_mm_dpo"), ("aligned_dpo", "dpo"), ("aligned_mm_dpo", "mm_dpo"),
+                         ("distilled", "distilled"), ("sft", "base")):
+        text = (d / "models" / folder / "README.md").read_text()
+        assert text.startswith("---\nlicense: other\n") and "\n## Evaluation\n" in text, folder
+        row = next(line for line in text.splitlines() if line.startswith(f"| **{name}** (this model) |"))
+        assert row.split("|")[2].strip().startswith(f"{report['models'][name]['safety_rate']:.3f} ["), folder
+        assert "- safety rate: toy" in text and "| dataset | toy |" in text, folder
+
+
+@pytest.mark.slow
 def test_run_json_bookkeeping(ci_run):
     data = read_json(ci_run["dir"] / "run.json")
     assert data["order"] == STAGES
@@ -142,6 +182,27 @@ def test_config_change_reruns_only_what_reads_it(ci_run):
     d = ci_run["dir"]
     state = run_pipeline(cfg_for(d, "eval.max_new_tokens=12"))
     assert state["last_invocation"]["ran"] == [s for s in STAGES if s.startswith("evaluate_")] + ["report"]
+
+
+@pytest.mark.slow
+def test_push_to_hub_after_the_pipeline(ci_run, monkeypatch, capsys):
+    """`--push-to-hub REPO` (or run.push_to_hub) uploads models/aligned once the pipeline is done: tested up to
+    the network, against a stand-in Hub on 127.0.0.1 that refuses the token."""
+    from huggingface_hub import constants
+
+    d = ci_run["dir"]
+    sets = ["--set", "eval.max_new_tokens=12"]  # as the previous test left the run: every stage is skipped
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert main(["pipeline", "--config", str(CONFIG), "--run-dir", str(d), *sets, "--push-to-hub", "me/aligned"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: --push-to-hub: set HF_TOKEN in the environment")
+    monkeypatch.setenv("HF_TOKEN", "hf_TESTsecretTOKEN0123456789")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with refusing_hub() as url:
+        monkeypatch.setattr(constants, "ENDPOINT", url)
+        with pytest.raises(SafeAlignError, match=r"^--push-to-hub me/aligned: the Hub refused the token \(HTTP 401"):
+            run_pipeline(cfg_for(d, "eval.max_new_tokens=12", "run.push_to_hub=me/aligned"))
+    assert ("POST", "/api/repos/create") in [seen[:2] for seen in RefusingHub.seen]
+    assert stage_records(d)["report"]["status"] == "done"
 
 
 @pytest.mark.slow
@@ -255,23 +316,18 @@ def test_sweep_end_to_end_and_resume(ci_run, capsys):
 
 @pytest.mark.slow
 def test_killed_mid_stage_resumes_from_its_checkpoint(ci_run):
-    """SIGKILL during DPO training, after a checkpoint: the rerun continues from it instead of starting over."""
+    """SIGKILL during DPO training, right after its first checkpoint (the process kills itself there, so the
+    kill never loses a race against a fast machine): the rerun continues from it instead of starting over."""
     d = ci_run["dir"]
-    sets = ["dpo.max_steps=30", "dpo.save_steps=4", "dpo.eval_steps=100", "dpo.logging_steps=1"]
-    ckpt = d / "checkpoints" / "dpo"
-
-    def checkpoint_written() -> bool:
-        done = [p for p in ckpt.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-        return bool(done) and stage_status(d, "dpo") == "running"
-
-    # the pause lets the checkpoint's rename settle; a torn one must not load anyway
+    sets = ["dpo.max_steps=12", "dpo.save_steps=4", "dpo.eval_steps=100", "dpo.logging_steps=1"]
     argv = ["pipeline", "--config", CONFIG, "--run-dir", d, "--only", "dpo"] + [x for s in sets for x in ("--set", s)]
-    kill_when(argv, checkpoint_written, timeout=180, poll=0.05, settle=0.3)
-    rec = stage_records(d)["dpo"]
-    if rec["status"] != "running":
-        pytest.skip("the DPO stage finished before it could be killed (machine too fast for the window)")
+    assert crash_after_first_checkpoint(argv) == -signal.SIGKILL
+    assert stage_records(d)["dpo"]["status"] == "running"  # what the kill left behind
+    assert sorted(p.name for p in (d / "checkpoints" / "dpo").glob("checkpoint-*")) == ["checkpoint-4"]
     state = run_pipeline(cfg_for(d, *sets), only_stage="dpo")
     rec = state["stages"]["dpo"]
     assert rec["status"] == "done" and rec["resumed"] is True
     assert rec["result"]["resumed_from"] == "latest"
-    assert rec["result"]["global_step"] == 30
+    assert rec["result"]["global_step"] == 12
+    # the export wrote a fresh model card (the report stage adds the figures when it runs again)
+    assert "Not evaluated yet" in (d / "models" / "aligned" / "README.md").read_text()

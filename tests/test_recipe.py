@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from safealign.config import load_config
+from safealign.training import StageArguments, activation_checkpointing_on, checkpointing_keys
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "configs" / "mistral7b_pku_saferlhf.yaml"
@@ -42,14 +43,63 @@ def test_recipe_loads_and_validates_with_seed_hyperparameters(recipe):
                 num_train_epochs=2, max_grad_norm=1.0, warmup_steps=100, save_steps=500, eval_steps=250)
     for key, value in seed.items():
         assert getattr(d, key) == value, key
-    for sec in (d, recipe.section("reward"), recipe.section("sft")):  # the key transformers 4.x and 5.x both take
-        assert sec.gradient_checkpointing and getattr(sec, "activation_checkpointing", True)
+    for name in ("dpo", "reward", "sft"):  # checkpointing on, under the name transformers 5.2x documents
+        assert recipe.raw[name]["activation_checkpointing"] is True and "gradient_checkpointing" not in recipe.raw[name]
+        sec = recipe.section(name)
+        assert sec.activation_checkpointing is True and activation_checkpointing_on(sec), name
     assert d.precompute
-    import torch
-
-    assert d.bf16 == bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())  # on where it can be
     sweep = recipe.section("sweep")
     assert sweep.lambda_init == [0.5, 1.0, 2.0] and sweep.w == [0.3, 0.5, 1.0] and sweep.val_prompts == 100
+
+
+@pytest.mark.parametrize("cuda_bf16", [True, False])
+def test_recipe_bf16_policy_on_both_machines(recipe, monkeypatch, cuda_bf16):
+    """bf16 is on exactly where a CUDA device supports it, for every training section of the recipe: the policy
+    function run with the availability patched (TrainingArguments itself refuses bf16 without a GPU, so the
+    resolved value is checked on the section's raw settings, as `StageArguments.__post_init__` resolves them)."""
+    import types
+
+    import safealign.training as training
+
+    monkeypatch.setattr(training, "cuda_bf16_available", lambda use_cpu=False: cuda_bf16 and not use_cpu)
+    for name in ("sft", "reward", "dpo", "distill"):
+        raw = recipe.raw.get(name) or {}
+        args = types.SimpleNamespace(bf16=raw.get("bf16"), fp16=raw.get("fp16", False),
+                                     use_cpu=raw.get("use_cpu", False))
+        StageArguments._resolve_bf16(args)
+        assert args.bf16 is cuda_bf16, name
+    cpu_only = types.SimpleNamespace(bf16=True, fp16=False, use_cpu=True)  # `bf16: true` asked on a CPU machine
+    StageArguments._resolve_bf16(cpu_only)
+    assert cpu_only.bf16 is False
+
+
+def test_checkpointing_key_has_one_owner_for_both_transformers_versions():
+    """transformers 5.2x: `activation_checkpointing` (the old name warns); 5.17 (the GPU machine's): only
+    `gradient_checkpointing` (the new name is rejected). A config may say either; each version gets its own."""
+    new_tf = {"activation_checkpointing", "activation_checkpointing_kwargs", "gradient_checkpointing",
+              "gradient_checkpointing_kwargs"}
+    old_tf = {"gradient_checkpointing", "gradient_checkpointing_kwargs"}
+    assert checkpointing_keys({"activation_checkpointing": True}, new_tf) == {"activation_checkpointing": True}
+    assert checkpointing_keys({"gradient_checkpointing": True}, new_tf) == {"activation_checkpointing": True}
+    assert checkpointing_keys({"activation_checkpointing": True, "activation_checkpointing_kwargs": {"a": 1}},
+                              old_tf) == {"gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"a": 1}}
+    resolved = {"activation_checkpointing": True, "gradient_checkpointing": True}  # a saved config.yaml
+    assert checkpointing_keys(resolved, new_tf) == {"activation_checkpointing": True}
+    from safealign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dpo.activation_checkpointing and gradient_checkpointing: the same"):
+        checkpointing_keys({"activation_checkpointing": True, "gradient_checkpointing": False}, new_tf, "dpo")
+
+
+def test_loading_the_recipe_raises_no_deprecation_warning():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = load_config(RECIPE)
+        cfg.validate(list(cfg.raw))
+        load_config(RECIPE, ["dpo.gradient_checkpointing=true", "dpo.activation_checkpointing=true"]).section("dpo")
+    assert not [w for w in caught if "checkpointing" in str(w.message)], [str(w.message) for w in caught]
 
 
 def test_recipe_pipeline_plan(recipe, tmp_path):
@@ -65,6 +115,7 @@ def test_recipe_pipeline_plan(recipe, tmp_path):
 
 def test_mistral_architecture_through_the_loading_path(recipe, tmp_path):
     import dataclasses
+    import warnings
 
     import torch
     from transformers import MistralConfig, MistralForCausalLM
@@ -75,7 +126,10 @@ def test_mistral_architecture_through_the_loading_path(recipe, tmp_path):
     torch.manual_seed(0)
     MistralForCausalLM(config).save_pretrained(tmp_path / "mistral", safe_serialization=True)
     mcfg = dataclasses.replace(recipe.section("model"), dtype="float32")  # bf16 matmuls are slow on CPU
-    model = load_policy(mcfg, str(tmp_path / "mistral"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load_policy(mcfg, str(tmp_path / "mistral"))
+    assert not [w for w in caught if "checkpointing" in str(w.message)]  # peft's read of the deprecated name
     assert type(model.get_base_model()).__name__ == "MistralForCausalLM"
     assert model.peft_config["default"].r == 16
     targets = set(model.peft_config["default"].target_modules)

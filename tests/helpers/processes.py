@@ -1,5 +1,6 @@
 """`safealign` in a child process, killed with SIGKILL at a chosen moment: what a crash leaves behind is what
-the resume tests resume from."""
+the resume tests resume from (`kill_when`: at a moment another process observes; `crash_after_first_checkpoint`:
+from inside, at the same training step every time)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,13 @@ def kill_when(args: list, ready: Callable[[], bool], timeout: float, poll: float
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def crash_after_first_checkpoint(args: list, timeout: float = 600) -> int:
+    """Run `safealign <args>` until its first Trainer checkpoint is written, where it kills itself (SIGKILL);
+    returns the exit status (-SIGKILL when it died there; anything else means no checkpoint was reached)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    script = Path(__file__).with_name("crash_after_checkpoint.py")
+    proc = subprocess.run([sys.executable, str(script), *map(str, args)], cwd=REPO, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
+    return proc.returncode

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -115,7 +116,11 @@ def apply_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, targe
         raise ConfigError(f"lora_target_modules: none of {target_modules} exist in {type(model).__name__}")
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type=task_type,
                      modules_to_save=modules_to_save)
-    return get_peft_model(model, cfg)
+    with warnings.catch_warnings():
+        # peft 0.21 reads the model's `is_gradient_checkpointing`, which transformers 5.2x deprecates (same value
+        # as `is_activation_checkpointing`): a warning on every LoRA model that nobody here can act on.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, cfg)
 
 
 def load_policy(model_cfg, name_or_path: str | None = None):

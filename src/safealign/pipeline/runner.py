@@ -91,8 +91,8 @@ def _run_stages(cfg, layout: RunLayout, stages: list[Stage], forced: set[str], f
             _line(i, n, st.name, "running", f"({why})" + (" resuming from its latest checkpoint" if resume else ""))
             _run_stage(st, state, resume, config_hash, inputs_hash,
                        say_failed=lambda msg: _line(i, n, st.name, "FAILED", msg))
-        invocation["ran"].append(st.name)
-        _line(i, n, st.name, "done", f"{state.record(st.name)['seconds']:.1f}s")
+            invocation["ran"].append(st.name)
+            _line(i, n, st.name, "done", f"{state.record(st.name)['seconds']:.1f}s")
     invocation["finished_at"] = now_iso()
     invocation["seconds"] = round(time.time() - started, 2)
     state.save()
