@@ -49,6 +49,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -103,7 +104,9 @@ def build_policy(tiny: bool, device: torch.device, dtype, lora_r: int, checkpoin
     n_embed = model.get_input_embeddings().weight.numel()
     lcfg = LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0, task_type="CAUSAL_LM",
                       target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    model = get_peft_model(model, lcfg)
+    with warnings.catch_warnings():  # peft reads the deprecated `is_gradient_checkpointing` (transformers 5.2x)
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        model = get_peft_model(model, lcfg)
     model.train()
     n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
     info = dict(params_total=n_total, params_matmul=n_total - n_embed, params_lora=n_lora,

@@ -62,7 +62,8 @@ def test_sigkill_and_resume_matches_uninterrupted(tmp_path, tiny_base):
     resumed = _train(cfgs["killed"], "--resume")
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out
-    assert "resuming from" in out
+    # the stage's log file says so (the terminal keeps warnings and progress bars only)
+    assert "resuming from" in (tmp_path / "killed" / "logs" / "dpo.log").read_text()
 
     lam_full, loss_full = _final_state(tmp_path / "full")
     lam_res, loss_res = _final_state(tmp_path / "killed")
