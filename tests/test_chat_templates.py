@@ -80,3 +80,36 @@ def test_a_broken_file_names_the_file_and_line(tmp_path):
     no_key.write_text("{}")
     with pytest.raises(ConfigError, match="chat_template: missing"):
         resolve_chat_template(str(no_key))
+
+
+# --------------------------------------------------------------------------- wired into the stages
+def test_the_config_key_reaches_every_tokenizer_a_run_loads(tmp_path, tiny_base, capsys):
+    """`model.chat_template` is checked when the config loads, saved with the tiny base and every trained model,
+    applied by `load_tokenizer` (so the stages, the evaluation of a Hub base and `safealign chat` agree)."""
+    from safealign import generation
+    from safealign.chat_templates import CHATML, ZEPHYR
+    from safealign.cli import main
+    from safealign.config import load_config
+    from safealign.fileio import read_jsonl
+    from safealign.models.loading import load_tokenizer
+
+    with pytest.raises(ConfigError, match="^model.chat_template: 'nosuch' is not a template name"):
+        load_config(None, ["model.chat_template=nosuch"])
+    assert load_tokenizer(str(tiny_base), chat_template="chatml").chat_template == CHATML
+    run = tmp_path / "run"
+    sets = ["--run-dir", str(run), "--set", "model.chat_template=chatml", "--set", "toy.num_pairs=40"]
+    assert main(["prepare", *sets, "--show", "0"]) == 0
+    assert main(["sft", *sets, "--set", "sft.enabled=true", "--set", "sft.max_steps=1", "--set", "sft.use_cpu=true",
+                 "--set", "model.tiny_vocab_size=300"]) == 0
+    for folder in ("base", "sft"):  # saved with the model: what every later stage and `safealign chat` read
+        assert load_tokenizer(str(run / "models" / folder)).chat_template == CHATML, folder
+    _, tok = generation._load("hf", str(tiny_base), None, "fp-test", chat_template=ZEPHYR)
+    assert prompt_text(tok, "Hi") == "<|user|>\nHi</s>\n<|assistant|>\n"  # evaluation of a model given by path
+    generation.release()
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("Hi\n")
+    capsys.readouterr()
+    assert main(["generate", "--model", str(run / "models" / "sft"), "--prompts", str(prompts),
+                 "--max-new-tokens", "2"]) == 0
+    assert [json.loads(line)["prompt"] for line in capsys.readouterr().out.splitlines()] == ["Hi"]
+    assert not read_jsonl(run / "data" / "train.jsonl")[0].get("chat_template")  # data stays format-free

@@ -86,6 +86,14 @@ def test_training_curves_writes_one_png_per_stage(tmp_path):
     assert plots["sft"].path.stat().st_size > 1000
 
 
+def test_the_report_draws_with_these_modules_only():
+    """The old alphabetical `training_curves` and the bar chart that hid 0.0 are gone from evaluation.plots."""
+    from safealign.evaluation import plots, report
+
+    assert not any(hasattr(plots, name) for name in ("training_curves", "read_scalars", "safety_bar_chart"))
+    assert report.training_curves is training_curves and report.safety_bar_chart.__module__ == "safealign.evaluation.bars"
+
+
 def test_every_dpo_panel_reads_a_metric_the_trainer_logs():
     from safealign.dpo.trainer import METRIC_KEYS
 

@@ -278,6 +278,9 @@ def test_launcher_runs_a_training_stage_in_a_child_process(ci_run):
     assert rec["status"] == "done" and rec["result"]["algorithm"] == "dpo"
     assert weights.stat().st_mtime_ns != mtime
     assert (d / "stage_configs" / "dpo_dpo.yaml").is_file()
+    # the child took the thread setting from the environment the pipeline passed on (OMP_NUM_THREADS=1 in this
+    # suite; on its own it would size its pools to every core), and logged into the stage's log file
+    assert "safealign.threads: threads: 1 (torch intra-op 1," in (d / "logs" / "dpo_dpo.log").read_text()
 
 
 @pytest.mark.slow
