@@ -30,6 +30,8 @@ class SafeDPOConfig(TrainingArguments):
               with the cost model, which then stays resident (one more model in memory, plus generation time).
     precompute: True caches reference log-probs and RM scores before training (only the policy resident);
               False = online mode (reference and both RMs resident, computed per batch).
+    padding_free: pack the micro-batch's sequences into rows without padding (position_ids restarting per
+              sequence; dpo/packing.py) for the policy and online-reference forwards; same loss, fewer tokens.
     """
 
     algorithm: Literal["dpo", "mm_dpo", "safe_dpo", "safe_mm_dpo"] = "safe_mm_dpo"
@@ -48,6 +50,7 @@ class SafeDPOConfig(TrainingArguments):
     on_policy_num_prompts: int = 8
     on_policy_max_new_tokens: int = 64
     precompute: bool = True
+    padding_free: bool = False
     max_length: int = 512
     max_prompt_length: int = 256
     precompute_tokens_per_batch: int = 8192
