@@ -95,7 +95,8 @@ def run(a) -> dict:
     for dtype in DTYPES:
         ref, new = runs[f"reference:{dtype}"], runs[f"chunked:{dtype}"]
         rows.append([dtype, ref["step_cpu_s"]["median"], new["step_cpu_s"]["median"],
-                     new["step_cpu_s"]["median"] / ref["step_cpu_s"]["median"], ref["added_mem_mb"], new["added_mem_mb"],
+                     new["step_cpu_s"]["median"] / ref["step_cpu_s"]["median"],
+                     ref["added_mem_mb"], new["added_mem_mb"],
                      new["added_mem_mb"] / ref["added_mem_mb"] if ref["added_mem_mb"] > 0 else None,
                      abs(new["loss"] - ref["loss"]), abs(new["grad_norm"] - ref["grad_norm"]) / ref["grad_norm"]])
     md = ["# Response log-probs: plain float32 log-softmax vs block-wise (`bench_logps.py`)", "",

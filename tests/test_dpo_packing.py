@@ -1,5 +1,5 @@
 """Padding-free packing (dpo/packing.py): the packed layout is right (positions restart, boundaries, targets,
-first-fit rows), and the packed forward gives the padded path's log-probs and gradients on a real tiny Llama
+balanced rows), and the packed forward gives the padded path's log-probs and gradients on a real tiny Llama
 under sdpa and eager attention, in one row or several, with LoRA; a token of one sequence cannot change another
 packed sequence; and SafeMMDPOTrainer with dpo.padding_free gives the padded trainer's loss and gradients."""
 
@@ -21,18 +21,20 @@ def test_pack_layout_by_hand():
     assert one.target_mask.int().tolist() == [[0, 1, 1, 0, 1, 0, 1, 1, 0]]
     assert (one.real_tokens, one.padded_tokens) == (9, 12)
 
-    rows = pack_batch(ids, attn, resp, row_capacity=0)  # rows no longer than the longest sequence (4)
-    # first-fit decreasing: 4 | 3 (2 does not fit beside it) | 2
+    rows = pack_batch(ids, attn, resp, row_capacity=0)  # ⌈9 / 4⌉ = 3 rows about as long as the longest (4)
+    # longest first into the shortest row: 4 | 3 | 2
     assert rows.input_ids.tolist() == [[10, 11, 12, 13], [30, 31, 32, 0], [20, 21, 0, 0]]
     assert rows.position_ids.tolist() == [[0, 1, 2, 3], [0, 1, 2, 0], [0, 1, 0, 1]]  # filler: own block
     assert rows.seq_index.tolist() == [[0, 0, 0, 0], [2, 2, 2, -1], [1, 1, -1, -1]]
     assert not rows.target_mask[rows.seq_index < 0].any()
 
 
-def test_first_fit_decreasing_rows():
+def test_balanced_rows():
     assert _rows([5, 3, 4, 2, 1], None) == [[0, 1, 2, 3, 4]]
-    assert _rows([5, 3, 4, 2, 1], 0) == [[0], [2, 4], [1, 3]]  # capacity 5: 5 | 4+1 | 3+2
-    assert _rows([5, 3, 4, 2, 1], 8) == [[0, 1], [2, 3, 4]]
+    assert _rows([5, 3, 4, 2, 1], 0) == [[0], [2, 4], [1, 3]]  # ⌈15/5⌉ = 3 rows: 5 | 4+1 | 3+2
+    assert _rows([5, 3, 4, 2, 1], 8) == [[0, 3, 4], [1, 2]]  # 2 rows: 5+2+1 | 4+3
+    # ⌈34/10⌉ = 4 rows where strict bins of the longest's size would need 5; one row runs 2 over (< a sequence)
+    assert _rows([10, 6, 6, 6, 6], 0) == [[0], [1, 4], [2], [3]]
     with pytest.raises(ValueError, match="right-padded"):
         pack_batch(torch.ones(1, 3, dtype=torch.long), torch.tensor([[0, 1, 1]]), torch.tensor([[0, 1, 1]]))
 

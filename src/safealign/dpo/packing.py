@@ -9,8 +9,8 @@ mask, so no token attends across a sequence boundary and each sequence sees exac
 of its padded row. Log-probs are then summed per sequence.
 
 Rows: with flash-attention (cost per sequence) everything goes into ONE row. With a dense mask (sdpa, eager:
-cost quadratic in the row length) the sequences are packed first-fit-decreasing into rows no longer than the
-longest sequence, so a row never costs more attention than a padded row and the rows are nearly full.
+cost quadratic in the row length) the sequences are spread over ⌈tokens / longest⌉ balanced rows, so a row
+costs about the attention of a padded row while the rows are nearly full.
 
 Only positions that predict a response token go through the LM head (a boolean `logits_to_keep`), fewer than the
 padded path's "from the earliest response position of the batch on" window.
@@ -46,29 +46,27 @@ class PackedBatch:
 
 
 def _rows(lengths: list[int], capacity: int | None) -> list[list[int]]:
-    """Sequence indices per row: all in one row (capacity None), else first-fit decreasing bins."""
+    """Sequence indices per row: all in one row (capacity None), else R = ⌈Σ lengths / max(capacity, longest)⌉
+    rows filled longest-first into the currently shortest row (balanced: a row exceeds the target length by
+    less than one sequence, and pairs of half-length sequences share a row, which a strict bin would refuse)."""
     if capacity is None:
         return [list(range(len(lengths)))]
-    capacity = max(capacity, max(lengths))
-    rows: list[list[int]] = []
-    free: list[int] = []
+    target = max(capacity, max(lengths))
+    n_rows = max(1, -(-sum(lengths) // target))
+    rows: list[list[int]] = [[] for _ in range(n_rows)]
+    used = [0] * n_rows
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        for r, room in enumerate(free):
-            if lengths[i] <= room:
-                rows[r].append(i)
-                free[r] -= lengths[i]
-                break
-        else:
-            rows.append([i])
-            free.append(capacity - lengths[i])
-    return [sorted(r) for r in rows]
+        r = min(range(n_rows), key=used.__getitem__)
+        rows[r].append(i)
+        used[r] += lengths[i]
+    return [sorted(r) for r in rows if r]
 
 
 def pack_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor,
                row_capacity: int | None = None, filler_id: int = 0) -> PackedBatch:
     """Pack the real tokens of right-padded (N, L) tensors (as `PairCollator` builds them) into rows.
 
-    row_capacity: None = one row; an int = rows of at most max(row_capacity, longest sequence) tokens.
+    row_capacity: None = one row; an int = balanced rows of about max(row_capacity, longest sequence) tokens.
     A row shorter than the longest row is filled with `filler_id` tokens whose positions restart at 0 (their own
     block: nothing real attends to them and they predict nothing).
     """
@@ -115,7 +113,8 @@ def packed_sequence_logps(model, input_ids: torch.Tensor, attention_mask: torch.
 
         logp_i = Σ_{t: response} log π(y_t | y_<t of sequence i)          (N,)
 
-    row_capacity "auto": one row under flash/flex attention, else rows as long as the longest sequence.
+    row_capacity "auto": one row under flash/flex attention, else balanced rows about as long as the longest
+    sequence.
     """
     if row_capacity == "auto":
         row_capacity = None if attention_implementation(model) in ONE_ROW_ATTENTION else 0
