@@ -55,7 +55,6 @@ def run(a) -> dict:
     from safealign.dpo.precompute import reference_logps
     from safealign.rm.modeling import pad_right, sequence_scores
     from safealign.rm.scoring import score_pairs
-
     from safealign.threads import apply_num_threads
 
     apply_num_threads(a.threads)  # torch, OpenMP/BLAS and tokenizers pools, and any child process

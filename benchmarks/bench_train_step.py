@@ -90,12 +90,9 @@ def _lengths(a):
 # ----------------------------------------------------------------------------- setup (own subprocess)
 def setup(a) -> dict:
     """Save models + records, run safealign's precompute pass for the two precompute configurations (timed)."""
-    import torch
-
     from safealign.dpo.precompute import precompute
     from safealign.fileio import write_jsonl
     from safealign.models.loading import load_tokenizer
-
     from safealign.threads import apply_num_threads
 
     apply_num_threads(a.threads)  # torch, OpenMP/BLAS and tokenizers pools, and any child process
@@ -152,7 +149,6 @@ def worker(a) -> dict:
     from safealign.fileio import read_jsonl
     from safealign.models.loading import load_causal_lm, load_tokenizer
     from safealign.rm.scoring import load_scorer
-
     from safealign.threads import apply_num_threads
 
     apply_num_threads(a.threads)  # torch, OpenMP/BLAS and tokenizers pools, and any child process
