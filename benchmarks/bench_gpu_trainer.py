@@ -29,6 +29,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -131,8 +132,18 @@ def run_config(name, a, base, tok, records, device) -> dict:
                   max_steps=a.warmup + a.steps, learning_rate=1e-5, warmup_steps=0, max_grad_norm=1.0,
                   logging_steps=10**6, save_strategy="no", eval_strategy="no", report_to="none", seed=0,
                   dataloader_num_workers=0, use_cpu=not cuda, disable_tqdm=True, bf16=cuda,
-                  gradient_checkpointing=not a.no_checkpointing,
-                  gradient_checkpointing_kwargs={"use_reentrant": False})
+                  activation_checkpointing=not a.no_checkpointing,
+                  activation_checkpointing_kwargs={"use_reentrant": False})
+
+    def with_checkpointing_names(cls) -> dict:
+        # transformers 5.17 (the GPU machine) knows only gradient_checkpointing*, 5.2x deprecates it: the name
+        # each version takes comes from safealign's one owner of that rule
+        import dataclasses
+
+        from safealign.training import checkpointing_keys
+
+        return checkpointing_keys(shared, {f.name for f in dataclasses.fields(cls)})
+
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
     t0 = time.perf_counter()
     if name.startswith("safealign"):
@@ -148,7 +159,7 @@ def run_config(name, a, base, tok, records, device) -> dict:
         feats = tokenize_records(records, tok, max_length, max_prompt, cached)
         args = SafeDPOConfig(algorithm="safe_mm_dpo", precompute=True, padding_free=name == "safealign_packed",
                              max_length=max_length, max_prompt_length=max_prompt, metric_for_best_model=None,
-                             **shared)
+                             **with_checkpointing_names(SafeDPOConfig))
         policy = get_peft_model(base, lora)
         trainer = SafeMMDPOTrainer(model=policy, args=args, train_dataset=PairDataset(feats),
                                    data_collator=PairCollator(tok.pad_token_id), processing_class=tok)
@@ -162,7 +173,8 @@ def run_config(name, a, base, tok, records, device) -> dict:
 
         rows = [{"prompt": prompt_text(tok, r["prompt"]), "chosen": response_text(r["response_0"]),
                  "rejected": response_text(r["response_1"])} for r in records]
-        args = DPOConfig(beta=0.1, max_length=max_length, precompute_ref_log_probs=True, **shared)
+        args = DPOConfig(beta=0.1, max_length=max_length, precompute_ref_log_probs=True,
+                         **with_checkpointing_names(DPOConfig))
         trainer = DPOTrainer(model=base, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
                              peft_config=lora)
         policy = trainer.model
@@ -216,7 +228,12 @@ def main(argv=None) -> int:
     for name in a.configs:
         print(f"[gpu_trainer] {name}", file=sys.stderr, flush=True)
         try:
-            result["configs"][name] = run_config(name, a, base, tok, records, device)
+            with warnings.catch_warnings():
+                # peft 0.21 and TRL 1.16 call the names transformers 5.2x deprecates (is_gradient_checkpointing,
+                # gradient_checkpointing_enable/disable): library internals, the same behaviour either way
+                warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing(_enable|_disable)?` is "
+                                        "deprecated", category=FutureWarning)
+                result["configs"][name] = run_config(name, a, base, tok, records, device)
         except Exception as err:  # noqa: BLE001 - one failing trainer must not lose the others' figures
             result["configs"][name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
         if a.out:
