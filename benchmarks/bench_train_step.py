@@ -165,12 +165,21 @@ def worker(a) -> dict:
                        max_steps=a.warmup + a.steps, learning_rate=1e-5, warmup_steps=0, max_grad_norm=1.0,
                        logging_steps=10**6, save_strategy="no", eval_strategy="no", report_to="none",
                        dataloader_num_workers=0, seed=0, use_cpu=not cuda, disable_tqdm=True,
-                       bf16=cuda and torch.cuda.is_bf16_supported(), gradient_checkpointing=a.checkpointing)
+                       bf16=cuda and torch.cuda.is_bf16_supported(), activation_checkpointing=a.checkpointing)
+
+    def with_checkpointing_names(cls) -> dict:  # the name the installed transformers takes (training.py decides)
+        import dataclasses
+
+        from safealign.training import checkpointing_keys
+
+        return checkpointing_keys(common_args, {f.name for f in dataclasses.fields(cls)})
+
     t0 = time.perf_counter()
     if a.worker in SAFEALIGN:
         algorithm, pre = SAFEALIGN[a.worker]
         args = SafeDPOConfig(algorithm=algorithm, precompute=pre, max_length=max_length,
-                             max_prompt_length=max_prompt, metric_for_best_model=None, **common_args)
+                             max_prompt_length=max_prompt, metric_for_best_model=None,
+                             **with_checkpointing_names(SafeDPOConfig))
         cached = None
         if pre:  # cache hit: the setup ran the pass; this only reads the cache file
             helpful, harmless = (paths["helpful_rm"], paths["harmless_rm"]) if args.is_safe else (None, None)
@@ -200,7 +209,7 @@ def worker(a) -> dict:
                  "chosen": response_text(r[f"response_{r['better_response_id']}"]),
                  "rejected": response_text(r[f"response_{1 - r['better_response_id']}"])} for r in records]
         args = DPOConfig(beta=0.1, max_length=max_length, precompute_ref_log_probs=a.worker == "trl_dpo_precompute",
-                         **common_args)
+                         **with_checkpointing_names(DPOConfig))
         # ref_model=None: TRL loads the reference from the policy's saved path (defaults), or, with
         # precompute_ref_log_probs, runs the policy itself over the data once before training.
         policy = AutoModelForCausalLM.from_pretrained(paths["policy"], dtype=torch.float32)
