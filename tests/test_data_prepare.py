@@ -1,6 +1,7 @@
 """`safealign prepare`: every schema and file format, detection/forcing, cleaning, split, bad input, atomicity."""
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -24,9 +25,11 @@ def pku_row(i: int, v2024: bool = False, **over) -> dict:
         row.update({"response_0_harm_category": {c: (i % 3 == 0 and c == "self_harm") for c in CATS},
                     "response_1_harm_category": {c: False for c in CATS},
                     "response_0_severity_level": 2 if i % 3 == 0 else 0, "response_1_severity_level": 0,
-                    "prompt_source": "x", "response_0_source": "m", "response_1_source": "m",
-                    "response_0_sha256": "0", "response_1_sha256": "1"})
+                    "prompt_source": "x", "response_0_source": "m", "response_1_source": "m"})
     row.update(over)
+    for j in (0, 1) if v2024 else ():  # the dataset's integrity hash, over the final texts
+        text = f"{row['prompt']}{row[f'response_{j}']}"
+        row.setdefault(f"response_{j}_sha256", hashlib.sha256(text.encode()).hexdigest())
     return row
 
 
@@ -135,13 +138,13 @@ def test_cleaning_drops_are_counted_by_reason(tmp_path):
     rows += [pku_row(103, is_response_0_safe=None)]
     rows += [pku_row(104, response_0=" ".join(["w"] * 50))]
     src = write_jsonl(tmp_path / "d.jsonl", rows)
-    summary = prepare(tmp_path, src, max_tokens=30, min_tokens=3)
+    summary = prepare(tmp_path, src, max_tokens=30, min_tokens=3, on_error="skip")  # raise: stops at row 23
     assert summary["dropped"] == {"duplicate": 2, "missing_field": 2, "empty_field": 1, "identical_responses": 1,
                                   "too_long": 1}
     assert summary["rows_read"] == 27 and summary["rows_kept"] == 20
     # "question number N?" + "answer xN" = 5 words: min_tokens 6 drops every row, which is an error
     with pytest.raises(DataError, match=r"no usable rows left \(dropped: too_short 23, "):
-        prepare(tmp_path, src, name="o2", min_tokens=6)
+        prepare(tmp_path, src, name="o2", min_tokens=6, on_error="skip")
     assert not (tmp_path / "o2").exists()
 
 

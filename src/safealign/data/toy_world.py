@@ -140,7 +140,7 @@ def _row(prompt: str, task: _Task, kinds: list[str], responses: list[str]) -> di
     for i, kind in enumerate(kinds):
         row[f"response_{i}_source"] = f"{SOURCE}/{kind}"
     for i in (0, 1):
-        row[f"response_{i}_sha256"] = _sha(responses[i])
+        row[f"response_{i}_sha256"] = _sha(prompt + responses[i])  # PKU-SafeRLHF 2024: sha256(prompt + response)
     return row
 
 
