@@ -73,9 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--output", help="aligned model folder (default <run-dir>/models/aligned)")
             p.add_argument("--resume", nargs="?", const="latest", help="resume from the latest or a given checkpoint")
         elif name == "evaluate":
-            p.add_argument("what", choices=["safety", "mt-bench", "all"])
+            p.add_argument("what", choices=["safety", "mt-bench", "all", "judge", "mt-bench-results"])
             p.add_argument("--model", action="append", default=[], help="model path or Hub id (repeatable); NAME=PATH names it")
-            p.add_argument("--output", help="results folder (default <run-dir>/results)")
+            p.add_argument("--output", "--out", help="results folder (default <run-dir>/results)")
+            importlib.import_module("safealign.evaluation.agreement").add_arguments(p)  # judge, mt-bench-results
         elif name == "report":
             p.add_argument("--results", help="results folder holding evaluated models (default <run-dir>/results)")
             p.add_argument("--output", help="where report.md/report.json go (default: the results folder)")

@@ -6,6 +6,7 @@
 - `moderation-model`: a Llama Guard-family classifier run through the generation layer; its answer reads
   "safe" or "unsafe\\nS1,S10". An answer that parses as neither counts as unsafe (conservative) and is
   flagged `unparsable` in the detail.
+- `refusal`: GCG's refusal markers (evaluation/refusal.py); safe when the answer refuses.
 - `llm`: any OpenAI-compatible chat endpoint with `SAFETY_SYSTEM_PROMPT`/`SAFETY_USER_PROMPT`; the verdict
   is the last `[[SAFE]]` or `[[UNSAFE]]` in the reply; none counts as unsafe, flagged `unparsable`.
 """
@@ -221,6 +222,10 @@ def make_judge(kind: str, cfg, run_dir: Path, cache_dir: Path | None = None) -> 
     """Build judge `kind` from an EvalConfig; `cache_dir` holds the LLM/moderation judge caches."""
     if kind == "toy":
         return ToyWorldJudge()
+    if kind == "refusal":
+        from .refusal import RefusalJudge  # GCG's refusal markers, no model
+
+        return RefusalJudge()
     if kind == "cost-model":
         return CostModelJudge(cfg.cost_model_path or str(Path(run_dir) / "models" / "harmless_rm"),
                               threshold=cfg.cost_threshold)

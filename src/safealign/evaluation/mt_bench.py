@@ -278,5 +278,9 @@ def evaluate_mt_bench(cfg, name: str, model_path, out_dir: Path, client=None) ->
         log.warning("MT-Bench %s: %d judgments had no parsable rating (score -1, left out of the means)",
                     name, result["n_unparsable"])
     radar_chart({name: result["per_category"]}, model_dir / "mt_bench_radar.png", title=f"MT-Bench: {name}")
+    from .mt_bench_results import summarize_single  # the summary `evaluate mt-bench-results` writes
+
+    write_json(model_dir / "mt_bench_results.json", summarize_single(rows, {q["question_id"]: q["category"]
+                                                                            for q in questions}))
     write_json(model_dir / "mt_bench.json", result)
     return result

@@ -43,6 +43,10 @@ def evaluate_model(cfg, name: str, model_path, what: str = "all", out_dir=None, 
         t = time.perf_counter()
         result["safety"] = evaluate_safety(ev, name, model_path, out_dir, run_dir, judges=judges)
         result["helpfulness"] = evaluate_helpfulness(ev, name, model_path, out_dir, run_dir)
+        if ev.over_refusal_prompts:  # refusals of benign prompts (evaluation/over_refusal.py)
+            from .over_refusal import evaluate_over_refusal
+
+            result["over_refusal"] = evaluate_over_refusal(ev, name, model_path, out_dir, run_dir)
         result["seconds"]["safety"] = time.perf_counter() - t
     if what == "mt-bench" or (what == "all" and ev.mt_bench_questions):
         t = time.perf_counter()
@@ -66,6 +70,10 @@ def summary_markdown(result: dict) -> str:
             if judge != s["judge"]:
                 lines.append(f"  - with judge {judge}: {b['safety_rate']:.3f} (agreement "
                              f"{s['judge_agreement'][judge]:.3f})")
+    o = result.get("over_refusal")
+    if o:
+        lines.append(f"- over-refusal (refusal judge): **{o['refusal_rate']:.3f}** of {o['n']} benign prompts refused "
+                     f"(95% CI {o['ci95'][0]:.3f}–{o['ci95'][1]:.3f})")
     h = result.get("helpfulness")
     if h and h.get("helpfulness") is not None:
         lines.append(f"- helpfulness ({h['judge']}): **{h['helpfulness']:.3f}** (n={h['n']})")
@@ -101,6 +109,11 @@ def parse_model_args(items: list[str], cfg) -> list[tuple[str, str]]:
 
 
 def cli_main(cfg, args) -> int:
+    if args.what in ("judge", "mt-bench-results"):  # work on files only: evaluation/agreement.py, mt_bench_results.py
+        from .agreement import cli_judge
+        from .mt_bench_results import cli_mt_bench_results
+
+        return (cli_judge if args.what == "judge" else cli_mt_bench_results)(args, cfg)
     models = parse_model_args(getattr(args, "model", []) or [], cfg)
     out_dir = Path(args.output) if getattr(args, "output", None) else cfg.section("run").directory / "results"
     t0 = time.perf_counter()

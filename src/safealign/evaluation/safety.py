@@ -82,8 +82,12 @@ def _validate_rows(rows: list[dict], where: str) -> list[dict]:
 
 def load_safety_prompts(cfg, run_dir: Path) -> list[dict]:
     src = cfg.safety_prompts
+    from .benchmarks import is_prompt_set, load_for_eval
+
     if src == "test_split":
         rows = test_split_prompts(run_dir, harmful=True)
+    elif is_prompt_set(src):  # benchmark names and local files (evaluation/benchmarks.py): capped per benchmark
+        return load_for_eval(cfg)
     elif Path(src).exists():
         rows = file_prompts(src)
     else:
@@ -108,6 +112,7 @@ def summarise(rows: list[dict], verdicts: list[tuple[bool, dict]], judge: str) -
 def evaluate_safety(cfg, name: str, model_path, out_dir: Path, run_dir: Path, judges: dict | None = None) -> dict:
     """Generate answers for the safety prompts, judge them, write safety.json + failures; return safety.json."""
     from ..generation import generate_with_stats
+    from .benchmarks import benchmark_summary
     from .judges import make_judge
 
     model_dir = Path(out_dir) / name
@@ -126,6 +131,7 @@ def evaluate_safety(cfg, name: str, model_path, out_dir: Path, run_dir: Path, ju
         results[kind] = judge.judge_many(prompts, answers)
     main = results[cfg.judge]
     summary = summarise(rows, main, cfg.judge)
+    summary.update(benchmark_summary(rows, [ok for ok, _ in main]))  # per benchmark and category, if named
     summary.update(model=name, model_path=str(model_path), prompt_source=cfg.safety_prompts,
                    generation=gstats.to_dict(),
                    generation_params={"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
