@@ -56,7 +56,8 @@ def test_without_sentencepiece_load_tokenizer_says_what_to_install(mistral_token
     code = ("import sys; sys.modules['sentencepiece'] = None\n"
             "from safealign.models.loading import load_tokenizer\n"
             "from safealign.errors import SafeAlignError\n"
-            f"try:\n    load_tokenizer({str(mistral_tokenizer_dir)!r})\nexcept SafeAlignError as e:\n    print('ERR', e)\n"
+            f"try:\n    load_tokenizer({str(mistral_tokenizer_dir)!r})\n"
+            "except SafeAlignError as e:\n    print('ERR', e)\n"
             "else:\n    print('LOADED')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "ERR" in out.stdout and "sentencepiece" in out.stdout.split("ERR", 1)[1], out.stdout + out.stderr[-500:]

@@ -50,8 +50,8 @@ def encode_pair(tokenizer, prompt: str | Sequence[dict], response: str, max_leng
                 max_prompt_length: int | None = None) -> dict:
     """Token ids of prompt + response + eos and where the response starts.
 
-    The prompt keeps its *last* `max_prompt_length` tokens (the question is at the end); the response is cut
-    to fit `max_length`. Returns {"input_ids": list[int], "prompt_len": int}.
+    The prompt keeps its *last* `max_prompt_length` tokens (the question is at the end) behind its BOS; the
+    response is cut to fit `max_length` (a cut response has no eos). Returns {"input_ids", "prompt_len"}.
     """
     p_text = prompt_text(tokenizer, prompt)
     p_ids = tokenizer(p_text, add_special_tokens=False)["input_ids"]
