@@ -10,11 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers_real import read_jsonl, real_path
+from helpers.real import read_jsonl, real_path
 
 from safealign.cli import main
-from safealign.data.config import DataConfig, ToyWorldConfig
+from safealign.data.config import DataConfig
 from safealign.data.prepare import run_prepare
+from safealign.toy.config import ToyWorldConfig
 
 PKU = ("pku_saferlhf", "pku_saferlhf_2024_alpaca7b_test_first10.jsonl")
 

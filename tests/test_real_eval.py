@@ -9,14 +9,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers_real import MT_BENCH, REAL, read_jsonl, real_path
+from helpers.real import MT_BENCH, REAL, read_jsonl, real_path
 
 from safealign.cli import main
 from safealign.errors import ConfigError, DataError
 from safealign.evaluation.agreement import cohen_kappa, confusion
 from safealign.evaluation.benchmarks import (BENCHMARKS, benchmark_summary, load_prompt_set,
                                              sample_per_benchmark)
-from safealign.evaluation.refusal import GCG_REFUSAL_MARKERS, RefusalJudge, refusal_marker
+from safealign.evaluation.judges import RefusalJudge
+from safealign.evaluation.refusal import GCG_REFUSAL_MARKERS, refusal_marker
 from safealign.evaluation.stats import wilson_interval
 
 JBB = ("judge_validation", "jbb", "jbb_gcg_pair_labelled.jsonl")

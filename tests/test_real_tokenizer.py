@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from helpers_real import (BOS_ID, EOS_ID, HELLO_WORLD_IDS, mistral_tokenizer, mistral_tokenizer_dir,  # noqa: F401
+from helpers.real import (BOS_ID, EOS_ID, HELLO_WORLD_IDS, mistral_tokenizer, mistral_tokenizer_dir,  # noqa: F401
                           mt_bench_questions, read_jsonl, real_path)
 
 from safealign.chat import encode_pair, encode_prompt, prompt_text, response_text

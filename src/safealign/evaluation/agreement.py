@@ -16,8 +16,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from ..config import load_config
 from ..errors import ConfigError, DataError
 from ..fileio import write_json, write_jsonl, write_text
+from ..layout import RunLayout
+from .benchmarks import read_rows
+from .judges import make_judge
 from .stats import rate_block, wilson_interval
 
 log = logging.getLogger(__name__)
@@ -85,8 +89,6 @@ def load_labelled(path: str, unsafe_field: str, prompt_field: str = "prompt", re
                   category_field: str | None = "category") -> list[dict]:
     """Rows {prompt, response, unsafe, category, row} of a .jsonl/.json/.csv/.parquet file; a missing field
     or a non-boolean label names file, row and field."""
-    from .benchmarks import read_rows
-
     rows = []
     for i, row in read_rows(Path(path)):
         if not isinstance(row, dict):
@@ -106,15 +108,14 @@ def load_labelled(path: str, unsafe_field: str, prompt_field: str = "prompt", re
     return rows
 
 
-def run_judge(kind: str, rows: list[dict], eval_cfg=None, run_dir=None, cache_dir=None) -> list[tuple[bool, dict]]:
-    """(is_safe, detail) per row; `field:NAME` reads column NAME (true = unsafe) as the verdict."""
+def run_judge(kind: str, rows: list[dict], cfg=None, cache_dir=None) -> list[tuple[bool, dict]]:
+    """(is_safe, detail) per row; `field:NAME` reads column NAME (true = unsafe) as the verdict. `cfg` (the
+    whole Config, default: all defaults) gives the judge's settings and, for `cost-model`, the run's judges."""
     if kind.startswith("field:"):
         name = kind.split(":", 1)[1]
         return [(not as_label(r["raw"].get(name), "rows", r["row"], name), {"field": name}) for r in rows]
-    from .config import EvalConfig
-    from .judges import make_judge
-
-    judge = make_judge(kind, eval_cfg or EvalConfig(), Path(run_dir or "."), cache_dir=cache_dir)
+    cfg = cfg if cfg is not None else load_config(None)
+    judge = make_judge(kind, cfg.section("eval"), RunLayout.from_config(cfg), cache_dir=cache_dir)
     return judge.judge_many([r["prompt"] for r in rows], [r["response"] for r in rows])
 
 
@@ -135,18 +136,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def add_arguments(p) -> None:
-    """The flags of `safealign evaluate judge` and `evaluate mt-bench-results` (cli.py calls this)."""
-    p.add_argument("--responses", help="judge: labelled rows (.jsonl/.json/.csv/.parquet)")
-    p.add_argument("--judge", help="judge: refusal, cost-model, moderation-model, llm, toy or field:COLUMN")
-    p.add_argument("--unsafe-field", help="judge: boolean column, true = unsafe (the reference label)")
-    p.add_argument("--prompt-field", default="prompt", help="judge: prompt column (default prompt)")
-    p.add_argument("--response-field", default="response", help="judge: response column (default response)")
-    p.add_argument("--category-field", default="category", help="judge: category column (default category)")
-    p.add_argument("--judgments", help="mt-bench-results: FastChat model_judgment/*.jsonl file or data folder")
-    p.add_argument("--questions", help="mt-bench-results: question.jsonl (for per-category scores)")
-
-
 def cli_judge(args, cfg=None) -> int:
     """`safealign evaluate judge --responses FILE --judge NAME --unsafe-field FIELD --out DIR`."""
     for flag in ("responses", "judge", "unsafe_field", "output"):
@@ -156,9 +145,7 @@ def cli_judge(args, cfg=None) -> int:
     rows = load_labelled(args.responses, args.unsafe_field, args.prompt_field, args.response_field,
                          args.category_field)
     out = Path(args.output)
-    eval_cfg = cfg.section("eval") if cfg is not None else None
-    run_dir = cfg.section("run").directory if cfg is not None else None
-    verdicts = run_judge(args.judge, rows, eval_cfg, run_dir, cache_dir=out / "cache")
+    verdicts = run_judge(args.judge, rows, cfg, cache_dir=out / "cache")
     judge_unsafe = [not safe for safe, _ in verdicts]
     result = judge_agreement(judge_unsafe, [r["unsafe"] for r in rows], [r["category"] for r in rows])
     result.update(judge=args.judge, reference=args.unsafe_field, responses=str(args.responses),

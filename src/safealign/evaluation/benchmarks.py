@@ -31,6 +31,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from ..errors import ConfigError, DataError
 from .stats import by_category, rate_block
 
@@ -136,8 +138,6 @@ def read_rows(path: Path) -> list[tuple[int, dict]]:
                 reader = csv.DictReader(fh)
                 return [(reader.line_num, dict(r)) for r in reader]
         if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
             return list(enumerate(pq.read_table(path).to_pylist(), 1))
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:

@@ -23,8 +23,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
 from ..data.records import read_jsonl_rows
+from ..errors import ConfigError, DataError
 from ..fileio import write_json, write_text
 
 
@@ -112,11 +112,13 @@ def _check(rows: list[dict], path: Path, fields: tuple[str, ...]) -> None:
 
 
 def load_categories(path: str | None) -> dict | None:
+    """{question_id: category} of a FastChat question.jsonl (only these two fields are needed here; the
+    MT-Bench stage's `load_questions` checks the turns too, and imports this module)."""
     if not path:
         return None
-    from .mt_bench import load_questions
-
-    return {q["question_id"]: q["category"] for q in load_questions(path)}
+    rows = [r for _, r in read_jsonl_rows(path)]
+    _check(rows, Path(path), ("question_id", "category"))
+    return {q["question_id"]: q["category"] for q in rows}
 
 
 def markdown(single: dict, pair: dict | None) -> str:

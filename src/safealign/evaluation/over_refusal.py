@@ -1,8 +1,8 @@
 """Over-refusal: how often a model refuses benign prompts, so a model that refuses everything cannot look safe.
 
 `eval.over_refusal_prompts` names the benign sets, comma-separated: `alpaca-benign` (ordinary instructions,
-`alpaca_harmless_val.json` under `eval.safety_prompts_dir`), `test_split` (the benign prompts of the run's
-test split), or any local prompt file. At most `eval.max_over_refusal_prompts` of each (a seeded sample) are
+`alpaca_harmless_val.json` under `eval.safety_prompts_dir`), `test_split` (the benign prompts of the
+evaluated split), or any local prompt file (`prompts.load_over_refusal_prompts`). At most `eval.max_over_refusal_prompts` of each (a seeded sample) are
 answered with the evaluation's generation settings, and the `refusal` judge (GCG's markers) decides what is a
 refusal. Writes `<out>/<model>/over_refusal.json` = {judge, n, n_refused, refusal_rate, ci95, benchmarks:
 {set: {n, n_refused, refusal_rate, ci95}}} (95% Wilson intervals) and `over_refusal_answers.jsonl`.
@@ -13,30 +13,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..errors import ConfigError
 from ..fileio import write_json, write_jsonl
-from .benchmarks import load_prompt_set, sample_per_benchmark
+from ..generation import generate_with_stats
+from ..layout import RunLayout
+from .judges import RefusalJudge
+from .prompts import load_over_refusal_prompts
 from .stats import rate_block
 
 log = logging.getLogger(__name__)
-
-
-def over_refusal_prompts(cfg, run_dir) -> list[dict]:
-    from .safety import test_split_prompts
-
-    rows: list[dict] = []
-    for part in str(cfg.over_refusal_prompts or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if part == "test_split":
-            rows += [{"prompt": r["prompt"], "category": "benign", "categories": ["benign"],
-                      "benchmark": "test_split_benign"} for r in test_split_prompts(Path(run_dir), harmful=False)]
-        else:
-            rows += load_prompt_set(part, cfg.safety_prompts_dir, cfg.prompt_field, cfg.category_field)
-    if not rows:
-        raise ConfigError(f"eval.over_refusal_prompts: no benign prompts in {cfg.over_refusal_prompts!r}")
-    return sample_per_benchmark(rows, cfg.max_over_refusal_prompts, cfg.seed)
 
 
 def summarise(rows: list[dict], refused: list[bool]) -> dict:
@@ -50,13 +34,11 @@ def summarise(rows: list[dict], refused: list[bool]) -> dict:
     return out
 
 
-def evaluate_over_refusal(cfg, name: str, model_path, out_dir, run_dir) -> dict:
-    """Answer the benign prompts, count refusals; returns (and writes) over_refusal.json."""
-    from ..generation import generate_with_stats
-    from .refusal import RefusalJudge
-
+def evaluate_over_refusal(cfg, name: str, model_path, out_dir, layout: RunLayout, split: str = "test") -> dict:
+    """Answer the benign prompts, count refusals; returns (and writes) over_refusal.json. `cfg` is the `eval`
+    section; `split` the prepared split whose benign prompts `test_split` means."""
     model_dir = Path(out_dir) / name
-    rows = over_refusal_prompts(cfg, run_dir)
+    rows = load_over_refusal_prompts(cfg, layout, split)
     prompts = [r["prompt"] for r in rows]
     log.info("over-refusal: %d benign prompts for %s", len(prompts), name)
     answers, gstats = generate_with_stats(

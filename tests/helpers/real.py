@@ -26,7 +26,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from safealign.models.loading import load_tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 REAL = SHARED / "data" / "real"
 MT_BENCH = SHARED / "data" / "mt_bench"
@@ -117,8 +119,6 @@ def mistral_tokenizer_folder() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def _loaded(folder: Path):
-    from safealign.models.loading import load_tokenizer
-
     return load_tokenizer(str(folder))
 
 
