@@ -173,6 +173,15 @@ def test_toy_dataset_stats(tmp_path):
     assert len(stats["samples"]) == 3 and "## Splits" in (tmp_path / "toy" / "stats.md").read_text()
 
 
+def test_several_datasets_read_together_each_record_keeps_its_source(tmp_path):
+    src = write_jsonl(tmp_path / "real.jsonl", [pku_row(i, v2024=True) for i in range(6)])
+    summary = prepare(tmp_path, f"{src},toy")  # a few real rows padded with toy rows (configs/real_smoke.yaml)
+    assert summary["sources"] == {"toy-world": 300, "real.jsonl": 6} and summary["schemas"] == {"pku2024": 306}
+    recs = [r for s in ("train", "val", "test") for r in read_jsonl(tmp_path / "out" / f"{s}.jsonl")]
+    assert sorted(r["response_0"] for r in recs if r["source"] == "real.jsonl") == sorted(f"answer a{i}" for i in range(6))
+    assert "`toy-world` 300, `real.jsonl` 6" in (tmp_path / "out" / "stats.md").read_text()
+
+
 # --------------------------------------------------------------------------- bad input through the CLI
 BAD = [
     (lambda: pku_row(1, better_response_id=2), 3, "better_response_id", "must be 0 or 1"),

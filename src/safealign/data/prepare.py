@@ -56,6 +56,8 @@ def run_prepare(data_cfg, toy_cfg, output_dir, seed: int | None = None) -> dict:
         "rows_read": rows_read,
         "rows_kept": len(prefs) + len(safety),
         "rows_dropped": sum(drops.values()),
+        # kept records per `source` (the file, Hub id or toy-world): real and generated rows stay told apart
+        "sources": dict(Counter(r["source"] for r in prefs + safety).most_common()),
         "dropped": dict(drops.most_common()),
         "errors": errors,
         "split": {"seed": seed, "by": "prompt",

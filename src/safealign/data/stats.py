@@ -78,6 +78,8 @@ def render_markdown(stats: dict) -> str:
               f"Rows read: {stats['rows_read']}; kept: {stats['rows_kept']}; dropped: {stats['rows_dropped']}. "
               f"Split by prompt with seed {stats['split']['seed']} "
               f"(fractions {stats['split']['fractions']}).", ""]
+    if stats.get("sources"):
+        lines += ["Kept records by source: " + ", ".join(f"`{k}` {v}" for k, v in stats["sources"].items()) + ".", ""]
     lines += ["## Splits", "", "| split | records | prompts | better = safer | unsafe responses | "
               "harmful prompts | safety rows |", "|---|---|---|---|---|---|---|"]
     for split, s in stats["splits"].items():

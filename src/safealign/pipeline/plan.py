@@ -21,7 +21,7 @@ from ..evaluation.report import build_report
 from ..evaluation.run import evaluate_model
 from ..fileio import read_json
 from ..layout import RM_DIMENSIONS, RunLayout
-from ..models.base import ensure_base_model
+from ..models.base import ensure_base_model, random_base_note
 from ..rm.train import run_train_rm
 from ..sft import run_sft_warmup
 from .launch import launch
@@ -82,7 +82,7 @@ def build_plan(cfg) -> list[Stage]:
     if distill.enabled:
         models.append(("distilled", str(layout.distilled), [layout.distilled]))
         stages.append(_evaluate(cfg, layout, *models[-1]))
-    stages.append(_report(layout, [name for name, _, _ in models]))
+    stages.append(_report(cfg, layout, [name for name, _, _ in models]))
     for st in stages:
         st.cfg = st.cfg or cfg
     return stages
@@ -94,8 +94,8 @@ def _prepare(cfg, layout: RunLayout) -> Stage:
     def run(_resume):
         return run_prepare(data, cfg.section("toy"), str(layout.data_dir))
 
-    # a local dataset file/folder is an input; a Hub id is part of the config
-    inputs = _local(data.dataset) if data.dataset != "toy" else []
+    # a local dataset file/folder is an input; a Hub id (and `toy`) is part of the config
+    inputs = [p for part in data.dataset.split(",") if part.strip() != "toy" for p in _local(part.strip())]
     return Stage("prepare", run, ["data", "toy"], inputs, [layout.split(s) for s in ("train", "val", "test")])
 
 
@@ -178,10 +178,10 @@ def _distill(cfg, layout: RunLayout, inputs: list[Path], seed: dict) -> Stage:
                  enabled=cfg.section("distill").enabled, why_disabled="distill.enabled is false")
 
 
-def _report(layout: RunLayout, names: list[str]) -> Stage:
+def _report(cfg, layout: RunLayout, names: list[str]) -> Stage:
     def run(_resume):
         out = build_report(str(layout.results), str(layout.results), base_name="base", logs_dir=layout.logs,
-                           models=names)
+                           models=names, note=random_base_note(cfg))
         check_report(layout.report("json"), names)
         others = out.get("not_included", [])
         if others:  # e.g. a model evaluated by an earlier run with another dpo.algorithm or ablation list
@@ -189,7 +189,7 @@ def _report(layout: RunLayout, names: list[str]) -> Stage:
                         ", ".join(others))
         return {"models": names, "not_in_plan": others, "plots": out.get("plots", {})}
 
-    return Stage("report", run, ["eval"], [layout.result(n) for n in names],
+    return Stage("report", run, ["eval", "model"], [layout.result(n) for n in names],
                  [layout.report("json"), layout.report("md")], extra={"models": names})
 
 
