@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from helpers.real import MT_BENCH, REAL, read_jsonl, real_path

@@ -73,7 +73,8 @@ def test_real_rows_kept_and_padding_marked(smoke):
     for r in kept:  # the real texts and labels as they were, the model that wrote each answer kept
         row = real[r["prompt"]]
         assert (r["response_0"], r["response_1"]) == (row["response_0"], row["response_1"])
-        assert (r["better_response_id"], r["safer_response_id"]) == (row["better_response_id"], row["safer_response_id"])
+        for key in ("better_response_id", "safer_response_id", "is_response_0_safe", "is_response_1_safe"):
+            assert r[key] == row[key]
         assert r["sources"]["response_0"] == row["response_0_source"]
     assert all(r["source"] == "toy-world" for r in records if r["source"] != Path(PKU).name)
 

@@ -27,8 +27,6 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-import datasets
-
 from ..errors import DataError, SafeAlignError
 from ..fileio import JsonlCache, read_jsonl, write_json, write_jsonl
 from ..generation import generate
@@ -53,6 +51,8 @@ def load_questions(source: str, split: str = "train") -> list[dict]:
     if Path(source).is_file():
         rows = read_jsonl(source)
     else:
+        import datasets  # only for a Hub id, as in data/loading.py: a question.jsonl needs none
+
         try:
             rows = list(datasets.load_dataset(source, split=split))
         except Exception as err:  # noqa: BLE001 - offline / unknown id: one line for the user

@@ -9,8 +9,6 @@ with the union of its records' harm categories. `split` is `test` for the report
 
 from __future__ import annotations
 
-import datasets
-
 from ..data.records import prompts_of, read_preference_records
 from ..errors import ConfigError, DataError, SafeAlignError
 from ..layout import RunLayout
@@ -23,6 +21,9 @@ def split_prompts(layout: RunLayout, split: str, harmful: bool) -> list[dict]:
 
 
 def hub_prompts(dataset_id: str, split: str) -> list[dict]:
+    # `datasets` only for a Hub id, as in data/loading.py: local prompt files need none (nor has the GPU image)
+    import datasets
+
     try:
         ds = datasets.load_dataset(dataset_id, split=split)
     except Exception as err:  # noqa: BLE001 - offline, unknown id, no such split: one line for the user
