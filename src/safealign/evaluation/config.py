@@ -21,14 +21,13 @@ class EvalConfig:
     """
 
     # ---- safety prompts and judge
-    # "test_split" (harmful prompts of the prepared split being evaluated: `test`, or the sweep's `val`),
-    # "PKU-Alignment/BeaverTails-Evaluation" (or another Hub id), or a local .jsonl/.json/.csv/.parquet file
-    # with `prompt` (+ optional `category`).
+    # "test_split" (harmful prompts of the prepared split being evaluated: `test`, or the sweep's `val`); a
+    # benchmark name (beavertails-eval, harmbench, advbench, strongreject, donotanswer) read from
+    # `safety_prompts_dir`, or a local .jsonl/.json/.csv/.parquet/.txt file (evaluation/benchmarks.py; several
+    # comma-separated); else a Hub id such as "PKU-Alignment/BeaverTails-Evaluation".
     safety_prompts: str = "test_split"
     safety_prompts_split: str = "test"  # Hub split when safety_prompts is a Hub id
-    # Also benchmark names (beavertails-eval, harmbench, advbench, strongreject, donotanswer; comma-separated
-    # for several) read from this folder, laid out as docs/evaluation.md says; and .txt files (evaluation/benchmarks.py)
-    safety_prompts_dir: str | None = None
+    safety_prompts_dir: str | None = None  # the benchmarks' folder, laid out as docs/evaluation.md says
     prompt_field: str | None = None  # column holding the prompt in a local file (default: prompt, Behavior, ...)
     category_field: str | None = None  # column holding the category (default: category, SemanticCategory, ...)
     # Benign prompts whose refusal rate is reported (over_refusal.json): alpaca-benign, test_split, files
@@ -88,7 +87,8 @@ class EvalConfig:
                 raise ConfigError(f"extra_judges: unknown judge {j!r}; use {', '.join(JUDGES)}")
         if self.helpfulness_judge not in ("auto", "toy", "helpful-rm"):
             raise ConfigError(f"helpfulness_judge: must be auto, toy or helpful-rm (got {self.helpfulness_judge!r})")
-        for name in ("max_safety_prompts", "max_helpful_prompts", "mt_bench_max_questions", "max_over_refusal_prompts"):
+        for name in ("max_safety_prompts", "max_helpful_prompts", "mt_bench_max_questions",
+                     "max_over_refusal_prompts"):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ConfigError(f"{name}: must be > 0 or null (got {v})")

@@ -2,9 +2,9 @@
 
 `eval.over_refusal_prompts` names the benign sets, comma-separated: `alpaca-benign` (ordinary instructions,
 `alpaca_harmless_val.json` under `eval.safety_prompts_dir`), `test_split` (the benign prompts of the
-evaluated split), or any local prompt file (`prompts.load_over_refusal_prompts`). At most `eval.max_over_refusal_prompts` of each (a seeded sample) are
-answered with the evaluation's generation settings, and the `refusal` judge (GCG's markers) decides what is a
-refusal. Writes `<out>/<model>/over_refusal.json` = {judge, n, n_refused, refusal_rate, ci95, benchmarks:
+evaluated split), or any local prompt file (read by `prompts.load_over_refusal_prompts`). At most
+`eval.max_over_refusal_prompts` of each (a seeded sample) are answered with the evaluation's generation
+settings, and the `refusal` judge (GCG's markers) decides what is a refusal. Writes `<out>/<model>/over_refusal.json` = {judge, n, n_refused, refusal_rate, ci95, benchmarks:
 {set: {n, n_refused, refusal_rate, ci95}}} (95% Wilson intervals) and `over_refusal_answers.jsonl`.
 """
 
