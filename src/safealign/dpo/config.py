@@ -35,6 +35,8 @@ class SafeDPOConfig(StageArguments):
               False = online mode (reference and both RMs resident, computed per batch).
     The judges are the run's reward models (`RunLayout.judge`; `reward.helpful_rm_path` /
     `reward.harmless_rm_path` point elsewhere); the starting policy is `RunLayout.policy_start`.
+    padding_free: pack the micro-batch's sequences into rows without padding (position_ids restarting per
+              sequence; dpo/packing.py) for the policy and online-reference forwards; same loss, fewer tokens.
     """
 
     algorithm: Algorithm = "safe_mm_dpo"
@@ -53,6 +55,7 @@ class SafeDPOConfig(StageArguments):
     on_policy_num_prompts: int = 8
     on_policy_max_new_tokens: int = 64
     precompute: bool = True
+    padding_free: bool = False
     precompute_tokens_per_batch: int = 8192
     merge_lora_on_export: bool = False
     max_nan_steps: int = 10
