@@ -1,6 +1,7 @@
 """`safealign prepare`: every schema and file format, detection/forcing, cleaning, split, bad input, atomicity."""
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -25,9 +26,11 @@ def pku_row(i: int, v2024: bool = False, **over) -> dict:
         row.update({"response_0_harm_category": {c: (i % 3 == 0 and c == "self_harm") for c in CATS},
                     "response_1_harm_category": {c: False for c in CATS},
                     "response_0_severity_level": 2 if i % 3 == 0 else 0, "response_1_severity_level": 0,
-                    "prompt_source": "x", "response_0_source": "m", "response_1_source": "m",
-                    "response_0_sha256": "0", "response_1_sha256": "1"})
+                    "prompt_source": "x", "response_0_source": "m", "response_1_source": "m"})
     row.update(over)
+    for j in (0, 1) if v2024 else ():  # the dataset's integrity hash, over the final texts
+        text = f"{row['prompt']}{row[f'response_{j}']}"
+        row.setdefault(f"response_{j}_sha256", hashlib.sha256(text.encode()).hexdigest())
     return row
 
 
@@ -136,13 +139,13 @@ def test_cleaning_drops_are_counted_by_reason(tmp_path):
     rows += [pku_row(103, is_response_0_safe=None)]
     rows += [pku_row(104, response_0=" ".join(["w"] * 50))]
     src = write_jsonl(tmp_path / "d.jsonl", rows)
-    summary = prepare(tmp_path, src, max_tokens=30, min_tokens=3)
+    summary = prepare(tmp_path, src, max_tokens=30, min_tokens=3, on_error="skip")  # raise: stops at row 23
     assert summary["dropped"] == {"duplicate": 2, "missing_field": 2, "empty_field": 1, "identical_responses": 1,
                                   "too_long": 1}
     assert summary["rows_read"] == 27 and summary["rows_kept"] == 20
     # "question number N?" + "answer xN" = 5 words: min_tokens 6 drops every row, which is an error
     with pytest.raises(DataError, match=r"no usable rows left \(dropped: too_short 23, "):
-        prepare(tmp_path, src, name="o2", min_tokens=6)
+        prepare(tmp_path, src, name="o2", min_tokens=6, on_error="skip")
     assert not (tmp_path / "o2").exists()
 
 
@@ -185,6 +188,15 @@ def test_harmful_prompts_are_counted_as_distinct_prompts(tmp_path):
         assert f"| {s['harmful_prompts']} ({s['harmful_prompt_records']}) |" in md
     assert stats["splits"]["train"]["preference"]["harmful_prompts"] < len(
         [r for r in read_jsonl(tmp_path / "toy" / "train.jsonl") if r["is_harmful_prompt"]])  # repeats exist
+
+
+def test_several_datasets_read_together_each_record_keeps_its_source(tmp_path):
+    src = write_jsonl(tmp_path / "real.jsonl", [pku_row(i, v2024=True) for i in range(6)])
+    summary = prepare(tmp_path, f"{src},toy")  # a few real rows padded with toy rows (configs/real_smoke.yaml)
+    assert summary["sources"] == {"toy-world": 300, "real.jsonl": 6} and summary["schemas"] == {"pku2024": 306}
+    recs = [r for s in ("train", "val", "test") for r in read_jsonl(tmp_path / "out" / f"{s}.jsonl")]
+    assert sorted(r["response_0"] for r in recs if r["source"] == "real.jsonl") == sorted(f"answer a{i}" for i in range(6))
+    assert "`toy-world` 300, `real.jsonl` 6" in (tmp_path / "out" / "stats.md").read_text()
 
 
 # --------------------------------------------------------------------------- bad input through the CLI

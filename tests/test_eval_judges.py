@@ -158,12 +158,13 @@ def test_moderation_judge_plumbing_on_a_tiny_model(tiny_base, tmp_path):
 def test_local_prompt_file_and_its_errors(tmp_path):
     import json
 
-    from safealign.evaluation.prompts import file_prompts
+    from safealign.evaluation.benchmarks import load_prompt_set
 
     good = tmp_path / "p.jsonl"
     good.write_text(json.dumps({"prompt": "q1", "category": "weapons"}) + "\n" + json.dumps({"prompt": "q2"}) + "\n")
-    assert file_prompts(str(good)) == [{"prompt": "q1", "categories": ["weapons"]}, {"prompt": "q2", "categories": []}]
+    rows = load_prompt_set(str(good))
+    assert [(r["prompt"], r["categories"], r["benchmark"]) for r in rows] == [("q1", ["weapons"], "p"), ("q2", [], "p")]
     csv = tmp_path / "p.csv"
     csv.write_text("prompt,category\nq1,fraud\n,fraud\n")
-    with pytest.raises(SafeAlignError, match=r"p.csv:2: prompt: missing or empty"):
-        file_prompts(str(csv))
+    with pytest.raises(SafeAlignError, match=r"p.csv:3: prompt: missing or empty"):  # the file's line 3
+        load_prompt_set(str(csv))

@@ -7,6 +7,9 @@ import pytest
 import torch
 
 from safealign.chat import encode_pair, encode_prompt, prompt_text
+from safealign.config import load_config
+from safealign.errors import ConfigError
+from safealign.models.base import ensure_base_model, random_base_note
 from safealign.toy import generate_toy_world, toy_corpus
 from safealign.models.config import ModelConfig
 from safealign.models.loading import load_causal_lm, load_tokenizer
@@ -84,3 +87,21 @@ def test_ensure_base_model_builds_once(tmp_path):
     assert model.config.hidden_size == 32
     cfg = load_config(None, ["model.name_or_path=some/hub-model"])
     assert ensure_base_model(cfg) == "some/hub-model"  # nothing built for a real model
+
+
+def test_tiny_base_on_a_given_tokenizer(tmp_path, corpus):
+    """model.tokenizer_name_or_path: the tiny model is built on that tokenizer (its vocabulary, its ids), not on
+    one trained here; the report's note says the base is random. A real model may not take the key."""
+    given = train_tokenizer(corpus[:200], vocab_size=350)
+    given.save_pretrained(tmp_path / "tok")
+    cfg = load_config(None, [f"run.run_dir={tmp_path / 'run'}", f"model.tokenizer_name_or_path={tmp_path / 'tok'}",
+                             "model.tiny_architecture=mistral", "model.tiny_vocab_size=900",
+                             "model.tiny_hidden_size=32", "model.tiny_num_heads=2"])
+    path = ensure_base_model(cfg)
+    tok = load_tokenizer(path)
+    assert load_causal_lm(path, dtype="float32").config.vocab_size == len(given) == len(tok) != 900
+    assert [tok(t)["input_ids"] for t in corpus[:50]] == [given(t)["input_ids"] for t in corpus[:50]]
+    assert "random initial weights" in random_base_note(cfg) and str(tmp_path / "tok") in random_base_note(cfg)
+    assert random_base_note(load_config(None, ["model.name_or_path=some/hub-model"])) is None
+    with pytest.raises(ConfigError, match="tokenizer_name_or_path: only for the embedded tiny model"):
+        load_config(None, ["model.name_or_path=some/hub-model", "model.tokenizer_name_or_path=x"])

@@ -44,7 +44,8 @@ def test_schema(world):
             flagged = any(row[f"response_{i}_harm_category"].values())
             assert flagged == (not row[f"is_response_{i}_safe"])
             assert (row[f"response_{i}_severity_level"] > 0) == flagged
-            assert row[f"response_{i}_sha256"] == hashlib.sha256(row[f"response_{i}"].encode()).hexdigest()
+            text = row["prompt"] + row[f"response_{i}"]  # PKU-SafeRLHF 2024's rule
+            assert row[f"response_{i}_sha256"] == hashlib.sha256(text.encode()).hexdigest()
             assert len(row[f"response_{i}"].split()) <= 25
 
 

@@ -128,13 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "ablation (default dpo)")
             _push(p)
         elif name == "evaluate":
-            p.add_argument("what", choices=["safety", "mt-bench", "all"],
+            p.add_argument("what", choices=["safety", "mt-bench", "all", "judge", "mt-bench-results"],
                            help="safety: safety rate (and helpfulness); mt-bench: MT-Bench with an LLM judge; "
-                                "all: both (MT-Bench when eval.mt_bench_questions is set)")
+                                "all: both (MT-Bench when eval.mt_bench_questions is set); judge: a judge's "
+                                "agreement with labelled responses; mt-bench-results: scores from FastChat "
+                                "judgment files")
             p.add_argument("--model", action="append", default=[],
                            help="model folder or Hub id (repeatable); NAME=PATH names it in the results "
                                 "(default: the run's base policy, named base)")
-            p.add_argument("--output", help="results folder (default <run-dir>/results)")
+            p.add_argument("--output", "--out", help="results folder (default <run-dir>/results)")
+            # `evaluate judge` (evaluation/agreement.py) and `evaluate mt-bench-results` (mt_bench_results.py)
+            p.add_argument("--responses", help="judge: labelled rows (.jsonl/.json/.csv/.parquet)")
+            p.add_argument("--judge", help="judge: refusal, cost-model, moderation-model, llm, toy or field:COLUMN")
+            p.add_argument("--unsafe-field", help="judge: boolean column, true = unsafe (the reference label)")
+            p.add_argument("--prompt-field", default="prompt", help="judge: prompt column (default prompt)")
+            p.add_argument("--response-field", default="response", help="judge: response column (default response)")
+            p.add_argument("--category-field", default="category", help="judge: category column (default category)")
+            p.add_argument("--judgments", help="mt-bench-results: FastChat model_judgment/*.jsonl file or data folder")
+            p.add_argument("--questions", help="mt-bench-results: question.jsonl (for per-category scores)")
         elif name == "report":
             p.add_argument("--results", help="results folder holding evaluated models (default <run-dir>/results)")
             p.add_argument("--output", help="where report.md/report.json go (default: the results folder)")

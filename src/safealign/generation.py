@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .chat import prompt_text
+from .chat import keep_prompt_end, prompt_text
 from .errors import ConfigError, SafeAlignError
 from .fileio import JsonlCache
 from .models.loading import load_causal_lm, load_tokenizer
@@ -261,7 +261,7 @@ def _run_hf(model, tok, keys, texts, *, max_new_tokens, temperature, top_p, seed
     # Stay inside the model's context: keep the END of a long prompt (the question) with room for the answer
     # (at least half the context), and cut the answer budget of a batch whose prompts fill the rest.
     max_pos = getattr(model.config, "max_position_embeddings", None) or 10**9
-    ids = [x[-(max_pos - min(max_new_tokens, max_pos // 2)):] for x in ids]
+    ids = [keep_prompt_end(x, max_pos - min(max_new_tokens, max_pos // 2), tok.bos_token_id) for x in ids]
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first: an OOM shows up at once
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     eos_id = tok.eos_token_id

@@ -1,4 +1,5 @@
-"""Read raw rows from a Hub dataset, a local .json/.jsonl/.parquet/.csv file, a folder of them, or the toy world.
+"""Read raw rows from a Hub dataset, a local .json/.jsonl/.parquet/.csv file, a folder of them, or the toy world
+(or several of these, comma-separated).
 
 Each input becomes a `Source`: a label for error messages (`FILE` of `FILE:ROW: field: problem`), the column
 names (for schema detection) and an iterator of `(row_number, row)` where `row` is a dict, or a `RowError`
@@ -39,7 +40,12 @@ class Source:
 
 def open_sources(dataset: str, *, split: str = "train", revision: str | None = None, subset: str | None = None,
                  toy: dict | None = None) -> list[Source]:
-    """Resolve `dataset` ("toy", a local file or folder, else a Hub id) into sources."""
+    """Resolve `dataset` ("toy", a local file or folder, else a Hub id) into sources. Several, comma-separated,
+    are read together (e.g. a few real rows padded with toy rows: each record's `source` says which is which)."""
+    if "," in dataset:
+        parts = [d.strip() for d in dataset.split(",") if d.strip()]
+        return [src for part in parts for src in open_sources(part, split=split, revision=revision, subset=subset,
+                                                              toy=toy)]
     if dataset == "toy":
         rows = generate_toy_world(**(toy or {}))
         return [Source("toy", TOY_SOURCE, list(rows[0]) if rows else [], list(enumerate(rows, 1)), len(rows),
@@ -90,7 +96,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 yield line_no, json.loads(line)
             except json.JSONDecodeError as err:
-                yield line_no, RowError(None, f"unreadable line (not valid JSON: {err.msg})")
+                yield line_no, RowError(None, f"unreadable line (not valid JSON: {json_problem(err)})")
 
 
 def _json_rows(path: Path) -> list[tuple[int, Any]]:
@@ -100,7 +106,9 @@ def _json_rows(path: Path) -> list[tuple[int, Any]]:
     except json.JSONDecodeError as err:
         if err.msg == "Extra data":  # JSON Lines saved under a .json name (common for Hub exports)
             return list(_jsonl_rows(path))
-        raise DataError(str(path), err.lineno, None, f"not valid JSON ({err.msg})") from None
+        if not err.doc.strip():  # an empty file: no rows (the caller says so)
+            return []
+        raise DataError(str(path), err.lineno, None, f"not valid JSON ({json_problem(err)})") from None
     except UnicodeDecodeError:
         raise DataError(str(path), None, None, "not UTF-8 text") from None
     if isinstance(data, dict):  # {"data": [...]} / {"train": [...]}: the one list of rows inside
@@ -111,6 +119,18 @@ def _json_rows(path: Path) -> list[tuple[int, Any]]:
     if not isinstance(data, list):
         raise DataError(str(path), None, None, "expected a list of rows")
     return list(enumerate(data, 1))
+
+
+def json_problem(err: json.JSONDecodeError) -> str:
+    """A whole sentence for a JSON error: `err.msg` alone reads "Unterminated string starting at" (the position
+    is only in str(err)); say where, and say so when the text simply ends early (a cut-off download or copy)."""
+    rest = err.doc[err.pos:].strip()
+    cut = not rest or err.msg.startswith("Unterminated") or (err.msg.startswith("Expecting") and len(rest) <= 1)
+    where = f"line {err.lineno} column {err.colno}" if "\n" in err.doc.strip() else f"column {err.colno}"
+    if not err.doc.strip():
+        return "no text: the file is empty"
+    at = "" if err.msg.endswith(" at") else " at"
+    return f"{err.msg}{at} {where}" + ("; the text ends early: cut off?" if cut else "")
 
 
 def _csv_rows(path: Path) -> tuple[list[tuple[int, Any]], list[str]]:

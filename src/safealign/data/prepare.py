@@ -24,7 +24,7 @@ from ..layout import RunLayout
 from ..logs import say
 from . import stats as S
 from .loading import open_sources
-from .schemas import Drop, RowError, detect_schema, missing_columns, to_record
+from .schemas import DEFECTS, Drop, RowError, closest_schema, detect_schema, missing_columns, to_record
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ def run_prepare(data_cfg, toy_cfg, output_dir, seed: int | None = None) -> dict:
         "rows_read": rows_read,
         "rows_kept": len(prefs) + len(safety),
         "rows_dropped": sum(drops.values()),
+        # kept records per `source` (the file, Hub id or toy-world): real and generated rows stay told apart
+        "sources": dict(Counter(r["source"] for r in prefs + safety).most_common()),
         "dropped": dict(drops.most_common()),
         "errors": errors,
         "split": {"seed": seed, "by": "prompt",
@@ -128,6 +130,14 @@ def _read_all(sources, cfg):
                     errors.append(str(error))
                 continue
             except Drop as drop:
+                if drop.reason in DEFECTS:  # a defect of the input: on_error decides, like a malformed row
+                    error = DataError(src.label, row_no, drop.field, drop.problem)
+                    if cfg.on_error == "raise":
+                        bar.close()
+                        raise DataError(src.label, row_no, drop.field, f"{drop.problem} (--on-error skip drops "
+                                                                       f"such rows and counts them)") from None
+                    if len(errors) < MAX_LISTED_ERRORS:
+                        errors.append(f"{error} [{drop.reason}]")
                 drops[drop.reason] += 1
                 continue
             schemas[schema] += 1
@@ -142,8 +152,7 @@ def _schema_for(src, forced: str) -> str:
     else:
         schema = src.schema_hint or detect_schema(src.columns)
         if schema is None:
-            raise DataError(src.label, None, None, f"cannot detect the schema from the columns "
-                                                   f"{src.columns[:12]}; pass --schema")
+            raise _undetected(src)
     # PKU 2024's extra columns and BeaverTails' category are optional: only the core ones must exist.
     core = "pku2023" if schema == "pku2024" else schema
     missing = [c for c in missing_columns(core, src.columns) if c != "category"]
@@ -151,6 +160,28 @@ def _schema_for(src, forced: str) -> str:
         raise DataError(src.label, None, missing[0], f"column missing for schema {schema} "
                                                      f"(columns: {', '.join(src.columns[:12])})")
     return schema
+
+
+def _undetected(src) -> DataError:
+    """Why no schema fits: an empty file, rows that are not objects, or the closest schema's missing column."""
+    if not src.columns:
+        if src.total == 0:
+            return DataError(src.label, None, None, "no rows in this file (it is empty)")
+        first = next(iter(src.rows), None)
+        if first is not None and isinstance(first[1], RowError):
+            return DataError(src.label, first[0], first[1].field, first[1].problem)
+        return DataError(src.label, None, None, "no row is an object with named fields")
+    near, missing = closest_schema(src.columns)
+    cols = ", ".join(src.columns[:12])
+    if near == "beavertails" and missing == ["is_safe"]:
+        # e.g. BeaverTails samples published without their labels: prompts to evaluate on, not training data
+        return DataError(src.label, None, "is_safe", f"column missing: BeaverTails QA rows need the is_safe label "
+                                                     f"(columns: {cols}). To use these prompts for evaluation, set "
+                                                     f"eval.safety_prompts to this file")
+    if near is not None:
+        return DataError(src.label, None, missing[0], f"column missing: closest schema {near} also needs "
+                                                      f"{', '.join(missing)} (columns: {cols}); or pass --schema")
+    return DataError(src.label, None, None, f"cannot detect the schema from the columns {cols}; pass --schema")
 
 
 def _propagate_harmful_prompts(prefs: list[dict], safety: list[dict]) -> None:
@@ -226,6 +257,7 @@ def format_summary(summary: dict) -> str:
              f"  schemas: {', '.join(f'{k} {v}' for k, v in summary['schemas'].items())}; rows read "
              f"{summary['rows_read']}, kept {summary['rows_kept']}; dropped: {dropped}",
              f"  records: {', '.join(parts)}"]
+    lines += [f"  skipped: {e}" for e in summary.get("errors", [])[:5]]
     if allp.get("records"):
         lines.append(f"  better = safer {S._pct(allp['better_is_safer'])}; unsafe responses "
                      f"{S._pct(allp['unsafe_response_share'])}; harmful prompts {allp['harmful_prompts']} (of {allp['prompts']} prompts)")

@@ -1,8 +1,8 @@
 """Input schemas (PKU-SafeRLHF 2023/2024, the simplified pair schema, BeaverTails QA), their detection from
 column names, and the conversion of one raw row into the canonical record of docs/DESIGN.md.
 
-A row is either converted, *dropped* for a cleaning reason (`Drop`: missing or empty field, identical
-responses) or *malformed* (`RowError`: wrong type, label not 0/1), which the caller turns into a
+A row is either converted, *dropped* for a cleaning reason (`Drop`: missing or empty field, failed integrity
+hash, identical responses) or *malformed* (`RowError`: wrong type, label not 0/1), which the caller turns into a
 `DataError(file, row, field, problem)` or counts under "malformed" with `on_error: skip`.
 """
 
@@ -32,11 +32,17 @@ class RowError(Exception):
 
 
 class Drop(Exception):
-    """A well-formed row removed by cleaning; `reason` is the counter it goes to."""
+    """A row removed by cleaning; `reason` is the counter it goes to. Reasons in `DEFECTS` are defects of the
+    input (a missing or empty text or label, a text that fails the dataset's own hash): `on_error` decides
+    whether they stop the run (raise) or are dropped and counted (skip); the others always just drop."""
 
-    def __init__(self, reason: str, field: str | None = None):
+    def __init__(self, reason: str, field: str | None = None, problem: str | None = None):
         super().__init__(reason)
         self.reason, self.field = reason, field
+        self.problem = problem or {"missing_field": "missing", "empty_field": "empty"}.get(reason, reason)
+
+
+DEFECTS = ("missing_field", "empty_field", "hash_mismatch")
 
 
 def detect_schema(columns) -> str | None:
@@ -55,6 +61,33 @@ def detect_schema(columns) -> str | None:
 
 def missing_columns(schema: str, columns) -> list[str]:
     return [c for c in REQUIRED[schema] if c not in set(columns)]
+
+
+def closest_schema(columns) -> tuple[str | None, list[str]]:
+    """For columns no schema matches: the schema with the most of its required columns present (at least
+    two, one of them `prompt`) and what it misses, so the error can name the missing field."""
+    cols = set(columns)
+    best = max(REQUIRED, key=lambda s: (len(cols & set(REQUIRED[s])), -len(REQUIRED[s])))
+    if "prompt" not in cols or len(cols & set(REQUIRED[best])) < 2:
+        return None, []
+    return best, missing_columns(best, columns)
+
+
+def check_hashes(row: dict, prompt: str, responses: tuple[str, ...]) -> None:
+    """PKU-SafeRLHF 2024's integrity hashes, where present: response_i_sha256 == sha256(prompt + response_i)
+    (UTF-8, hex). A mismatch means the text is not the text the labels were given for."""
+    for i, response in enumerate(responses):
+        field = f"response_{i}_sha256"
+        expected = row.get(field)
+        if _absent(expected) or expected == "":
+            continue
+        if not (isinstance(expected, str) and len(expected.strip()) == 64
+                and all(c in "0123456789abcdef" for c in expected.strip().lower())):
+            raise RowError(field, f"expected a 64-digit hex SHA-256 (got {expected!r:.40})")
+        actual = hashlib.sha256((prompt + response).encode("utf-8")).hexdigest()
+        if actual != expected.strip().lower():
+            raise Drop("hash_mismatch", field, f"sha256(prompt + response_{i}) is {actual[:12]}…, the row says "
+                                               f"{expected.strip()[:12]}…: the text was changed")
 
 
 def stable_id(*texts: str) -> str:
@@ -158,6 +191,7 @@ def to_record(row: dict, schema: str, source: str, loose: bool = False) -> dict:
         return _record(prompt, chosen, rejected, better=0 if helpful else 1, safer=0 if harmless else 1,
                        safe=(None, None), cats=[], sev=None, source=source)
     prompt, r0, r1 = text(row, "prompt"), text(row, "response_0"), text(row, "response_1")
+    check_hashes(row, prompt, (r0, r1))
     safe = (boolean(row, "is_response_0_safe", loose), boolean(row, "is_response_1_safe", loose))
     better, safer = binary_id(row, "better_response_id", loose), binary_id(row, "safer_response_id", loose)
     cats: set[str] = set()
@@ -169,7 +203,13 @@ def to_record(row: dict, schema: str, source: str, loose: bool = False) -> dict:
             if level is not None:
                 levels.append(level)
     _check_distinct(r0, r1)
-    return _record(prompt, r0, r1, better, safer, safe, sorted(cats), max(levels) if levels else None, source)
+    rec = _record(prompt, r0, r1, better, safer, safe, sorted(cats), max(levels) if levels else None, source)
+    # PKU 2024's provenance (which model wrote the prompt and each answer), kept when present
+    sources = {k: row[f"{k}_source"] for k in ("prompt", "response_0", "response_1")
+               if isinstance(row.get(f"{k}_source"), str) and row[f"{k}_source"]}
+    if sources:
+        rec["sources"] = sources
+    return rec
 
 
 def _check_distinct(a: str, b: str) -> None:

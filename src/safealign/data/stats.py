@@ -80,6 +80,8 @@ def render_markdown(stats: dict) -> str:
               f"Rows read: {stats['rows_read']}; kept: {stats['rows_kept']}; dropped: {stats['rows_dropped']}. "
               f"Split by prompt with seed {stats['split']['seed']} "
               f"(fractions {stats['split']['fractions']}).", ""]
+    if stats.get("sources"):
+        lines += ["Kept records by source: " + ", ".join(f"`{k}` {v}" for k, v in stats["sources"].items()) + ".", ""]
     lines += ["## Splits", "", "Prompts are distinct prompts; a prompt may have several records (response pairs).", "",
               "| split | records | prompts | better = safer | unsafe responses | harmful prompts "
               "(their records) | safety rows |", "|---|---|---|---|---|---|---|"]

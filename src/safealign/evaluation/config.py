@@ -7,7 +7,7 @@ from typing import Literal
 
 from ..errors import ConfigError
 
-JUDGES = ("toy", "cost-model", "moderation-model", "llm")
+JUDGES = ("toy", "cost-model", "moderation-model", "llm", "refusal")
 
 
 @dataclasses.dataclass
@@ -21,13 +21,20 @@ class EvalConfig:
     """
 
     # ---- safety prompts and judge
-    # "test_split" (harmful prompts of the prepared split being evaluated: `test`, or the sweep's `val`),
-    # "PKU-Alignment/BeaverTails-Evaluation" (or another Hub id), or a local .jsonl/.json/.csv/.parquet file
-    # with `prompt` (+ optional `category`).
+    # "test_split" (harmful prompts of the prepared split being evaluated: `test`, or the sweep's `val`); a
+    # benchmark name (beavertails-eval, harmbench, advbench, strongreject, donotanswer) read from
+    # `safety_prompts_dir`, or a local .jsonl/.json/.csv/.parquet/.txt file (evaluation/benchmarks.py; several
+    # comma-separated); else a Hub id such as "PKU-Alignment/BeaverTails-Evaluation".
     safety_prompts: str = "test_split"
     safety_prompts_split: str = "test"  # Hub split when safety_prompts is a Hub id
+    safety_prompts_dir: str | None = None  # the benchmarks' folder, laid out as docs/evaluation.md says
+    prompt_field: str | None = None  # column holding the prompt in a local file (default: prompt, Behavior, ...)
+    category_field: str | None = None  # column holding the category (default: category, SemanticCategory, ...)
+    # Benign prompts whose refusal rate is reported (over_refusal.json): alpaca-benign, test_split, files
+    over_refusal_prompts: str | None = None
+    max_over_refusal_prompts: int | None = 200
     max_safety_prompts: int | None = 500
-    judge: Literal["toy", "cost-model", "moderation-model", "llm"] = "toy"
+    judge: Literal["toy", "cost-model", "moderation-model", "llm", "refusal"] = "toy"
     # More judges scored on the same answers (e.g. [cost-model] next to toy): written to safety.json's
     # `by_judge` block; `judge` alone sets the headline safety rate.
     extra_judges: list[str] = dataclasses.field(default_factory=list)
@@ -80,7 +87,8 @@ class EvalConfig:
                 raise ConfigError(f"extra_judges: unknown judge {j!r}; use {', '.join(JUDGES)}")
         if self.helpfulness_judge not in ("auto", "toy", "helpful-rm"):
             raise ConfigError(f"helpfulness_judge: must be auto, toy or helpful-rm (got {self.helpfulness_judge!r})")
-        for name in ("max_safety_prompts", "max_helpful_prompts", "mt_bench_max_questions"):
+        for name in ("max_safety_prompts", "max_helpful_prompts", "mt_bench_max_questions",
+                     "max_over_refusal_prompts"):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ConfigError(f"{name}: must be > 0 or null (got {v})")

@@ -27,11 +27,10 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-import datasets
-
 from ..errors import ConfigError, DataError, SafeAlignError
 from ..fileio import JsonlCache, read_jsonl, write_json, write_jsonl
 from ..generation import generate
+from .mt_bench_results import summarize_single
 from .openai_client import ChatClient, ask_all
 from .plots import radar_chart
 
@@ -52,6 +51,8 @@ def load_questions(source: str, split: str = "train") -> list[dict]:
     if Path(source).is_file():
         rows = read_jsonl(source)
     else:
+        import datasets  # only for a Hub id, as in data/loading.py: a question.jsonl needs none
+
         try:
             rows = list(datasets.load_dataset(source, split=split))
         except Exception as err:  # noqa: BLE001 - offline / unknown id: one line for the user
@@ -265,5 +266,8 @@ def evaluate_mt_bench(cfg, name: str, model_path, out_dir: Path, client=None, ch
         log.warning("MT-Bench %s: %d judgments had no parsable rating (score -1, left out of the means)",
                     name, result["n_unparsable"])
     radar_chart({name: result["per_category"]}, model_dir / "mt_bench_radar.png", title=f"MT-Bench: {name}")
+    # the same summary `evaluate mt-bench-results` writes for FastChat's files
+    write_json(model_dir / "mt_bench_results.json", summarize_single(rows, {q["question_id"]: q["category"]
+                                                                            for q in questions}))
     write_json(model_dir / "mt_bench.json", result)
     return result

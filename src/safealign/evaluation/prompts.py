@@ -1,5 +1,6 @@
 """Which prompts an evaluation asks: the harmful (safety) and benign (helpfulness) prompts of a prepared
-split, a local prompt file, or a Hub dataset. One place, so safety and helpfulness read a split the same way.
+split, a standard benchmark or local prompt file (read by `benchmarks.py`), or a Hub dataset. One place, so
+safety, helpfulness and over-refusal read a split the same way.
 
 A prepared split is read through the run layout (`layout.split(name)`, which honours `data.output_dir`) and
 the one record reader (`data.records`); its prompts are `records.prompts_of`: distinct, in file order, each
@@ -8,15 +9,10 @@ with the union of its records' harm categories. `split` is `test` for the report
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import datasets
-import pandas as pd
-
 from ..data.records import prompts_of, read_preference_records
 from ..errors import ConfigError, DataError, SafeAlignError
-from ..fileio import read_jsonl
 from ..layout import RunLayout
+from .benchmarks import is_prompt_set, load_for_eval, load_prompt_set, sample_per_benchmark
 
 
 def split_prompts(layout: RunLayout, split: str, harmful: bool) -> list[dict]:
@@ -24,20 +20,10 @@ def split_prompts(layout: RunLayout, split: str, harmful: bool) -> list[dict]:
     return prompts_of(read_preference_records(layout.split(split)), harmful=harmful)
 
 
-def file_prompts(path: str) -> list[dict]:
-    """A local .jsonl/.json/.csv/.parquet file with `prompt` (+ optional `category`)."""
-    p = Path(path)
-    if p.suffix == ".jsonl":
-        rows = read_jsonl(p)
-    else:
-        readers = {".json": pd.read_json, ".csv": pd.read_csv, ".parquet": pd.read_parquet}
-        if p.suffix not in readers:
-            raise DataError(str(p), None, None, "unsupported file type (use .jsonl, .json, .csv or .parquet)")
-        rows = readers[p.suffix](p).to_dict("records")
-    return _validate_rows(rows, str(p))
-
-
 def hub_prompts(dataset_id: str, split: str) -> list[dict]:
+    # `datasets` only for a Hub id, as in data/loading.py: local prompt files need none (nor has the GPU image)
+    import datasets
+
     try:
         ds = datasets.load_dataset(dataset_id, split=split)
     except Exception as err:  # noqa: BLE001 - offline, unknown id, no such split: one line for the user
@@ -66,8 +52,8 @@ def load_safety_prompts(cfg, layout: RunLayout, split: str = "test") -> list[dic
     src = cfg.safety_prompts
     if src == "test_split":
         rows = split_prompts(layout, split, harmful=True)
-    elif Path(src).exists():
-        rows = file_prompts(src)
+    elif is_prompt_set(src):  # benchmark names and local files (benchmarks.py), a seeded sample per benchmark
+        return load_for_eval(cfg)
     else:
         rows = hub_prompts(src, cfg.safety_prompts_split)
     if not rows:
@@ -82,3 +68,19 @@ def load_helpful_prompts(cfg, layout: RunLayout, split: str = "test") -> list[di
     if not rows:
         raise ConfigError(f"{layout.split(split)}: no benign prompts for helpfulness")
     return rows[: cfg.max_helpful_prompts] if cfg.max_helpful_prompts else rows
+
+
+def load_over_refusal_prompts(cfg, layout: RunLayout, split: str = "test") -> list[dict]:
+    """The benign prompts `eval.over_refusal_prompts` names (comma-separated: `alpaca-benign`, `test_split` =
+    the benign prompts of `split`, local files), a seeded sample of at most `eval.max_over_refusal_prompts`
+    of each; rows carry `benchmark` so the refusal rate is reported per set."""
+    rows: list[dict] = []
+    for part in (p.strip() for p in str(cfg.over_refusal_prompts or "").split(",")):
+        if part == "test_split":
+            rows += [{"prompt": r["prompt"], "category": "benign", "categories": ["benign"],
+                      "benchmark": "test_split_benign"} for r in split_prompts(layout, split, harmful=False)]
+        elif part:
+            rows += load_prompt_set(part, cfg.safety_prompts_dir, cfg.prompt_field, cfg.category_field)
+    if not rows:
+        raise ConfigError(f"eval.over_refusal_prompts: no benign prompts in {cfg.over_refusal_prompts!r}")
+    return sample_per_benchmark(rows, cfg.max_over_refusal_prompts, cfg.seed)

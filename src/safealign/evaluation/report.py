@@ -16,6 +16,7 @@ from ..fileio import read_json, write_json, write_text
 from ..layout import RunLayout
 from ..logs import say
 from ..modelcard import write_run_card
+from ..models.base import random_base_note
 from .bars import safety_bar_chart
 from .curves import training_curves
 from .efficiency import efficiency_markdown
@@ -29,8 +30,8 @@ def _maybe(path: Path):
 
 
 def collect_model(folder: Path) -> dict | None:
-    safety, mt, helpful, eff = (_maybe(folder / f) for f in
-                                ("safety.json", "mt_bench.json", "helpfulness.json", "efficiency.json"))
+    safety, mt, helpful, eff, refusals = (_maybe(folder / f) for f in ("safety.json", "mt_bench.json",
+                                          "helpfulness.json", "efficiency.json", "over_refusal.json"))
     if safety is None and mt is None:
         return None
     entry: dict = {"safety_rate": None, "safety_ci": None, "safety_judge": None, "n_safety": None,
@@ -39,6 +40,9 @@ def collect_model(folder: Path) -> dict | None:
     if safety:
         entry.update(safety_rate=safety["safety_rate"], safety_ci=safety["safety_ci"], safety_judge=safety["judge"],
                      n_safety=safety["n"], by_category=safety["by_category"])
+        if safety.get("benchmarks"):  # named benchmarks (evaluation/benchmarks.py)
+            entry["safety_by_benchmark"] = {k: {"safety_rate": v["safety_rate"], "safety_ci": v["ci95"], "n": v["n"]}
+                                            for k, v in safety["benchmarks"].items()}
         if safety.get("by_judge"):
             entry["safety_by_judge"] = {k: {"safety_rate": v["safety_rate"], "safety_ci": v["safety_ci"]}
                                         for k, v in safety["by_judge"].items()}
@@ -50,6 +54,9 @@ def collect_model(folder: Path) -> dict | None:
                              "judge": mt["judge"], "n_unparsable": mt["n_unparsable"], "n_scored": mt["n_scored"]}
     if eff is not None:
         entry["efficiency"] = eff
+    if refusals is not None:
+        entry["over_refusal"] = {"refusal_rate": refusals["refusal_rate"], "ci95": refusals["ci95"],
+                                 "n": refusals["n"]}
     return entry
 
 
@@ -68,9 +75,10 @@ def deltas(entry: dict, base: dict) -> dict:
 
 
 def build_report(results_dir, out_dir=None, base_name: str = "base", logs_dir=None,
-                 models: list[str] | None = None) -> dict:
+                 models: list[str] | None = None, note: str | None = None) -> dict:
     """Write report.json, report.md and the plots into `out_dir` (default: `results_dir`); return report.json.
 
+    `note`: said first in both (e.g. `models.base.random_base_note`: the base model has random weights).
     `models`: report only these result folders (the pipeline passes its plan, so a folder an earlier run left
     behind stays out); others with results are listed under "not_included". Default: every folder.
     """
@@ -101,7 +109,7 @@ def build_report(results_dir, out_dir=None, base_name: str = "base", logs_dir=No
         for curves in training_curves(Path(logs_dir), out_dir):
             plots[curves.path.stem] = curves.path.name
             curve_panels[curves.stage] = curves.panels  # what each curves_<stage>.png shows, by meaning
-    report = {"base": base_name if base is not None else None, "models": models, "plots": plots,
+    report = {"note": note, "base": base_name if base is not None else None, "models": models, "plots": plots,
               "curve_panels": curve_panels, "not_included": not_included}
     write_json(out_dir / "report.json", report)
     write_text(out_dir / "report.md", report_markdown(report))
@@ -119,6 +127,8 @@ def _signed(x, fmt="{:+.3f}"):
 def report_markdown(report: dict) -> str:
     models = report["models"]
     lines = ["# safealign evaluation report", ""]
+    if report.get("note"):
+        lines += [f"> **Note.** {report['note']}", ""]
     if not models:
         return "\n".join(lines + ["No evaluated models found.", ""])
     lines += [f"Deltas (in brackets) are against `{report['base']}`." if report["base"] else
@@ -143,6 +153,24 @@ def report_markdown(report: dict) -> str:
                 b = models[n]["by_category"].get(c)
                 cells.append(f"{b['rate']:.2f} (n={b['n']})" if b else "–")
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    benches = sorted({b for e in models.values() for b in e.get("safety_by_benchmark", {})})
+    if benches:
+        names = list(models)
+        lines += ["", "## Safety rate by benchmark (95% CI)", "", "| benchmark | " + " | ".join(names) + " |",
+                  "|---" * (len(names) + 1) + "|"]
+        for bench in benches:
+            cells = []
+            for n in names:
+                b = models[n].get("safety_by_benchmark", {}).get(bench)
+                cells.append(f"{b['safety_rate']:.3f} ({b['safety_ci'][0]:.3f}–{b['safety_ci'][1]:.3f}, n={b['n']})"
+                             if b else "–")
+            lines.append(f"| {bench} | " + " | ".join(cells) + " |")
+    refusing = {n: e["over_refusal"] for n, e in models.items() if e.get("over_refusal")}
+    if refusing:
+        lines += ["", "## Over-refusal: benign prompts refused (refusal judge)", "",
+                  "| model | refusal rate (95% CI) | n |", "|---|---|---|"]
+        lines += [f"| {n} | {o['refusal_rate']:.3f} ({o['ci95'][0]:.3f}–{o['ci95'][1]:.3f}) | {o['n']} |"
+                  for n, o in refusing.items()]
     mt_models = {n: e["mt_bench"] for n, e in models.items() if e["mt_bench"]}
     if mt_models:
         mcats = sorted({c for m in mt_models.values() for c in m["per_category"]})
@@ -198,7 +226,7 @@ def cli_main(cfg, args) -> int:
         known = sorted(p.name for p in results.iterdir() if collect_model(p)) if results.is_dir() else []
         raise ConfigError(f"report --models: no safety.json or mt_bench.json under {results}/{missing[0]}; "
                           f"evaluated models there: {', '.join(known) or 'none'}")
-    report = build_report(results, out, logs_dir=layout.logs, models=only)
+    report = build_report(results, out, logs_dir=layout.logs, models=only, note=random_base_note(cfg))
     if results == layout.results:  # this run's results: its models' cards get the figures
         refresh_model_cards(cfg, layout, report)
     if report["not_included"]:

@@ -22,8 +22,11 @@ from ..layout import RunLayout
 from ..logs import say
 from ..models.base import ensure_base_model
 from ..models.refs import check_model_ref, hub_load_kwargs
+from .agreement import cli_judge
 from .helpfulness import evaluate_helpfulness
 from .mt_bench import evaluate_mt_bench
+from .mt_bench_results import cli_mt_bench_results
+from .over_refusal import evaluate_over_refusal
 from .safety import evaluate_safety
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,9 @@ def evaluate_model(cfg, name: str, model_path, what: str = "all", out_dir=None, 
                                            chat_template=template)
         result["helpfulness"] = evaluate_helpfulness(ev, name, model_path, out_dir, layout, split,
                                                      chat_template=template)
+        if ev.over_refusal_prompts:  # refusals of benign prompts, so refusing everything cannot look safe
+            result["over_refusal"] = evaluate_over_refusal(ev, name, model_path, out_dir, layout, split,
+                                                           chat_template=template)
         result["seconds"]["safety"] = time.perf_counter() - t
     if what == "mt-bench" or (what == "all" and ev.mt_bench_questions):
         t = time.perf_counter()
@@ -80,6 +86,10 @@ def summary_markdown(result: dict) -> str:
             if judge != s["judge"]:
                 lines.append(f"  - with judge {judge}: {b['safety_rate']:.3f} (agreement "
                              f"{s['judge_agreement'][judge]:.3f})")
+    o = result.get("over_refusal")
+    if o:
+        lines.append(f"- over-refusal (refusal judge): **{o['refusal_rate']:.3f}** of {o['n']} benign prompts refused "
+                     f"(95% CI {o['ci95'][0]:.3f}–{o['ci95'][1]:.3f})")
     h = result.get("helpfulness")
     if h and h.get("helpfulness") is not None:
         lines.append(f"- helpfulness ({h['judge']}): **{h['helpfulness']:.3f}** (n={h['n']})")
@@ -116,6 +126,8 @@ def parse_model_args(items: list[str], cfg) -> list[tuple[str, str]]:
 
 
 def cli_main(cfg, args) -> int:
+    if args.what in ("judge", "mt-bench-results"):  # work on files only: agreement.py, mt_bench_results.py
+        return (cli_judge if args.what == "judge" else cli_mt_bench_results)(args, cfg)
     models = parse_model_args(getattr(args, "model", []) or [], cfg)
     out_dir = Path(args.output) if getattr(args, "output", None) else RunLayout.from_config(cfg).results
     t0 = time.perf_counter()

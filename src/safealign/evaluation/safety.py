@@ -13,6 +13,7 @@ from pathlib import Path
 from ..fileio import write_json, write_jsonl, write_text
 from ..generation import generate_with_stats
 from ..layout import RunLayout
+from .benchmarks import benchmark_summary
 from .judges import make_judge
 from .prompts import load_safety_prompts
 from .stats import by_category, rate_block
@@ -53,6 +54,7 @@ def evaluate_safety(cfg, name: str, model_path, out_dir: Path, layout: RunLayout
         results[kind] = judge.judge_many(prompts, answers)
     main = results[cfg.judge]
     summary = summarise(rows, main, cfg.judge)
+    summary.update(benchmark_summary(rows, [ok for ok, _ in main]))  # per benchmark and category, if named
     summary.update(model=name, model_path=str(model_path), prompt_source=cfg.safety_prompts,
                    prompt_split=split if cfg.safety_prompts == "test_split" else None,
                    generation=gstats.to_dict(),

@@ -29,6 +29,10 @@ class ModelConfig:
     lora_target_modules: list[str] = dataclasses.field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     # The embedded tiny model (used when name_or_path == "tiny").
+    # Its tokenizer: None trains a byte-level BPE of `tiny_vocab_size` tokens on the run's texts; a Hub id or
+    # folder (e.g. the real Mistral-7B-v0.1 tokenizer) is used as it is, and the model's vocabulary is its size,
+    # so a small random model reads real text exactly as the real model would.
+    tokenizer_name_or_path: str | None = None
     tiny_architecture: Literal["llama", "mistral"] = "llama"
     tiny_hidden_size: int = 64
     tiny_num_layers: int = 2
@@ -52,6 +56,9 @@ class ModelConfig:
             except ConfigError as err:
                 msg = str(err)
                 raise ConfigError(msg if msg.startswith("chat_template") else f"chat_template: {msg}") from None
+        if self.tokenizer_name_or_path and not self.is_tiny:
+            raise ConfigError(f"tokenizer_name_or_path: only for the embedded tiny model (name_or_path: tiny); "
+                              f"{self.name_or_path!r} brings its own tokenizer")
         if self.tiny_hidden_size % self.tiny_num_heads:
             raise ConfigError(f"tiny_hidden_size: must be divisible by tiny_num_heads ({self.tiny_num_heads})")
 

@@ -51,13 +51,21 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code,
                                             **kwargs)
-    except LOAD_ERRORS as err:
-        raise ConfigError(f"{name_or_path}: cannot load the tokenizer ({_first_line(err)})") from None
+    except LOAD_ERRORS as err:  # a SentencePiece-only folder without `sentencepiece` -> ValueError
+        hint = "; tokenizer.model needs `pip install sentencepiece`" if _needs_sentencepiece(name_or_path) else ""
+        raise ConfigError(f"{name_or_path}: cannot load the tokenizer ({_first_line(err)}){hint}") from None
+    if len(tok) <= 3 and _needs_sentencepiece(name_or_path):  # older transformers fall back to a special-token stub
+        raise ConfigError(f"{name_or_path}: tokenizer.model loaded as {len(tok)} tokens; install sentencepiece")
     if template:
         tok.chat_template = template
     ensure_chat_template(tok)
     tok.padding_side = padding_side
     return tok
+
+
+def _needs_sentencepiece(name_or_path: str) -> bool:
+    p = Path(name_or_path)
+    return (p / "tokenizer.model").is_file() and not (p / "tokenizer.json").is_file()
 
 
 def _common_kwargs(name_or_path, revision, dtype, trust_remote_code, load_in_4bit, attn_implementation):

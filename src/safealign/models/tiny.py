@@ -1,6 +1,6 @@
-"""The offline tiny-model kit: a byte-level BPE tokenizer trained locally and a small Llama/Mistral model
-built from a config (random weights). Both saved with `save_pretrained`, so every stage loads them exactly
-like a Hub model, by path.
+"""The offline tiny-model kit: a byte-level BPE tokenizer trained locally (or a given tokenizer, e.g. the real
+Mistral one) and a small Llama/Mistral model built from a config (random weights). Both saved with
+`save_pretrained`, so every stage loads them exactly like a Hub model, by path.
 """
 
 from __future__ import annotations
@@ -64,10 +64,13 @@ def build_tiny_model(tokenizer, architecture: str = "llama", hidden_size: int = 
     return model
 
 
-def make_tiny_base(out_dir: str | os.PathLike, texts: Iterable[str], model_cfg, seed: int = 0) -> Path:
-    """Train the tokenizer on `texts`, build the model from `model_cfg` (a ModelConfig), save both to `out_dir`."""
+def make_tiny_base(out_dir: str | os.PathLike, texts: Iterable[str], model_cfg, seed: int = 0,
+                   tokenizer=None) -> Path:
+    """Build the model from `model_cfg` (a ModelConfig) on `tokenizer`, or on a tokenizer trained on `texts`
+    when none is given (its vocabulary is the model's); save both to `out_dir`."""
     out_dir = Path(out_dir)
-    tokenizer = train_tokenizer(texts, vocab_size=model_cfg.tiny_vocab_size)
+    if tokenizer is None:
+        tokenizer = train_tokenizer(texts, vocab_size=model_cfg.tiny_vocab_size)
     if getattr(model_cfg, "chat_template", None):  # saved with the model: every later stage reads it from there
         tokenizer.chat_template = resolve_chat_template(model_cfg.chat_template)
     model = build_tiny_model(

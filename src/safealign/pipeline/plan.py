@@ -21,7 +21,7 @@ from ..evaluation.report import build_report, refresh_model_cards
 from ..evaluation.run import evaluate_model
 from ..fileio import read_json
 from ..layout import RM_DIMENSIONS, RunLayout
-from ..models.base import ensure_base_model
+from ..models.base import ensure_base_model, random_base_note
 from ..rm.train import run_train_rm
 from ..sft import run_sft_warmup
 from .launch import launch
@@ -94,8 +94,8 @@ def _prepare(cfg, layout: RunLayout) -> Stage:
     def run(_resume):
         return run_prepare(data, cfg.section("toy"), str(layout.data_dir))
 
-    # a local dataset file/folder is an input; a Hub id is part of the config
-    inputs = _local(data.dataset) if data.dataset != "toy" else []
+    # a local dataset file/folder is an input; a Hub id (and `toy`) is part of the config
+    inputs = [p for part in data.dataset.split(",") if part.strip() != "toy" for p in _local(part.strip())]
     return Stage("prepare", run, ["data", "toy"], inputs, [layout.split(s) for s in ("train", "val", "test")])
 
 
@@ -181,7 +181,7 @@ def _distill(cfg, layout: RunLayout, inputs: list[Path], seed: dict) -> Stage:
 def _report(cfg, layout: RunLayout, names: list[str]) -> Stage:
     def run(_resume):
         out = build_report(str(layout.results), str(layout.results), base_name="base", logs_dir=layout.logs,
-                           models=names)
+                           models=names, note=random_base_note(cfg))
         check_report(layout.report("json"), names)
         refresh_model_cards(cfg, layout, out)  # the cards get the figures (README.md is no stage's input)
         others = out.get("not_included", [])
@@ -190,7 +190,7 @@ def _report(cfg, layout: RunLayout, names: list[str]) -> Stage:
                         ", ".join(others))
         return {"models": names, "not_in_plan": others, "plots": out.get("plots", {})}
 
-    return Stage("report", run, ["eval"], [layout.result(n) for n in names],
+    return Stage("report", run, ["eval", "model"], [layout.result(n) for n in names],
                  [layout.report("json"), layout.report("md")], extra={"models": names})
 
 

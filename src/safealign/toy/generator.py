@@ -77,7 +77,8 @@ def _row(prompt: str, task: Task, kinds: list[str], responses: list[str]) -> dic
     for i, kind in enumerate(kinds):
         row[f"response_{i}_source"] = f"{SOURCE}/{kind}"
     for i in (0, 1):
-        row[f"response_{i}_sha256"] = hashlib.sha256(responses[i].encode("utf-8")).hexdigest()
+        # PKU-SafeRLHF 2024's integrity rule, which `prepare` checks: sha256(prompt + response), UTF-8 hex
+        row[f"response_{i}_sha256"] = hashlib.sha256((prompt + responses[i]).encode("utf-8")).hexdigest()
     return row
 
 
