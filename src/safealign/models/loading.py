@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from ..chat import ensure_chat_template
 from ..chat_templates import resolve_chat_template
 from ..errors import ConfigError
-from .refs import check_tokenizer_folder, hub_load_kwargs
+from .refs import MODEL_MARKERS, TOKENIZER_FILES, check_tokenizer_folder, hub_load_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_
     `model.chat_template` override, see `chat_templates`; else its own, else safe-rlhf's default) and a pad
     token. A reference that is no model is a ConfigError (one line) before anything loads."""
     template = resolve_chat_template(chat_template) if chat_template else None  # a typo fails first
-    kwargs = hub_load_kwargs(str(name_or_path), revision)
+    # a tokenizer-only folder is fine here (model.tokenizer_name_or_path); a model folder must carry its tokenizer
+    kwargs = hub_load_kwargs(str(name_or_path), revision, markers=(*TOKENIZER_FILES, *MODEL_MARKERS))
     check_tokenizer_folder(str(name_or_path))
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code,

@@ -34,14 +34,15 @@ HUB_PROBE_TIMEOUT = 3.0  # seconds for the one connection attempt that says whet
 _TRUE = {"1", "on", "yes", "true"}
 
 
-def check_model_ref(value: str, flag: str | None = None) -> str:
+def check_model_ref(value: str, flag: str | None = None, markers: tuple[str, ...] = MODEL_MARKERS) -> str:
     """`value` when it is a local model folder or can only be a Hub id; ConfigError saying what to do otherwise.
 
-    `flag` names where the reference came from in the message (e.g. "--model base"); default: nothing."""
+    `flag` names where the reference came from in the message (e.g. "--model base"); default: nothing.
+    `markers`: files one of which a local folder must hold (a tokenizer folder: `TOKENIZER_FILES` will do)."""
     where = f"{flag} {value}" if flag else str(value)
     p = Path(value).expanduser()
     if p.is_dir():
-        if not any((p / m).is_file() for m in MODEL_MARKERS):
+        if not any((p / m).is_file() for m in markers):
             has_checkpoints = any(p.glob("checkpoint-*"))
             hint = " (it holds checkpoints: pass one of its checkpoint-N folders)" if has_checkpoints else ""
             raise ConfigError(f"{where}: not a model folder (no config.json){hint}; pass a folder written by "
@@ -86,11 +87,12 @@ def _in_cache(repo_id: str, revision: str | None) -> bool:
     return False
 
 
-def hub_load_kwargs(name_or_path: str, revision: str | None = None, flag: str | None = None) -> dict:
+def hub_load_kwargs(name_or_path: str, revision: str | None = None, flag: str | None = None,
+                    markers: tuple[str, ...] = MODEL_MARKERS) -> dict:
     """Extra `from_pretrained` arguments for `name_or_path`: {} for a local folder or a reachable Hub;
     {"local_files_only": True} for a Hub id read from the cache (offline, or the Hub unreachable);
-    ConfigError (one line) when the model cannot be had."""
-    ref = check_model_ref(name_or_path, flag)
+    ConfigError (one line) when the model cannot be had. `markers`: as in `check_model_ref`."""
+    ref = check_model_ref(name_or_path, flag, markers)
     if Path(ref).is_dir():
         return {}
     from huggingface_hub.utils import HFValidationError, validate_repo_id
