@@ -177,3 +177,21 @@ class RunLayout:
     def lock_file(self) -> Path:
         return self.root / ".lock"
 
+
+
+def results_cache(model_results_dir: str | os.PathLike) -> Path:
+    """The cache folder inside one model's results folder (`<results>/<model>/cache`): its answers and judge
+    verdicts, so an interrupted or repeated evaluation recomputes nothing. Results folders can live outside a
+    run (`evaluate --output DIR`), so this takes the folder rather than a RunLayout."""
+    return Path(model_results_dir) / "cache"
+
+
+def generation_cache(model_results_dir: str | os.PathLike) -> Path:
+    """The cached answers of one model to the prompts it was evaluated on."""
+    return results_cache(model_results_dir) / "generation.jsonl"
+
+
+def base_generation_cache(results_dir: str | os.PathLike) -> Path:
+    """The base's answers a helpful-RM win rate is measured against, shared by every model of a results folder
+    (keys hold the base's fingerprint: a sweep answers the base's prompts once, not once per grid point)."""
+    return Path(results_dir) / ".cache" / "base_generation.jsonl"

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..config import load_config
 from ..errors import ConfigError, DataError
 from ..fileio import write_json, write_jsonl, write_text
-from ..layout import RunLayout
+from ..layout import RunLayout, results_cache
 from .benchmarks import read_rows
 from .judges import make_judge
 from .stats import rate_block, wilson_interval
@@ -145,7 +145,7 @@ def cli_judge(args, cfg=None) -> int:
     rows = load_labelled(args.responses, args.unsafe_field, args.prompt_field, args.response_field,
                          args.category_field)
     out = Path(args.output)
-    verdicts = run_judge(args.judge, rows, cfg, cache_dir=out / "cache")
+    verdicts = run_judge(args.judge, rows, cfg, cache_dir=results_cache(out))
     judge_unsafe = [not safe for safe, _ in verdicts]
     result = judge_agreement(judge_unsafe, [r["unsafe"] for r in rows], [r["category"] for r in rows])
     result.update(judge=args.judge, reference=args.unsafe_field, responses=str(args.responses),

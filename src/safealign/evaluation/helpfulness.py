@@ -13,10 +13,10 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..fileio import write_json, write_jsonl
-from ..generation import generate
-from ..layout import RunLayout
+from ..layout import RunLayout, base_generation_cache, generation_cache
 from ..rm.scoring import load_scorer, score_pairs
 from ..toy import ToyJudge
+from .answers import answer_prompts
 from .prompts import load_helpful_prompts
 from .stats import rate_block
 
@@ -45,10 +45,7 @@ def evaluate_helpfulness(cfg, name: str, model_path, out_dir: Path, layout: RunL
         return None
     model_dir = Path(out_dir) / name
     prompts = [r["prompt"] for r in load_helpful_prompts(cfg, layout, split)]
-    gen = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
-               batch_size=cfg.batch_size, backend=cfg.backend, chat_template=chat_template)
-    answers = generate(model_path, prompts, cache_path=model_dir / "cache" / "generation.jsonl",
-                       desc=f"{name}: helpfulness answers", **gen)
+    answers, _ = answer_prompts(cfg, model_path, prompts, generation_cache(model_dir), f"{name}: helpfulness answers", chat_template)
     out: dict = {"model": name, "judge": kind, "n": len(prompts)}
     per_row = [{"prompt": p, "answer": a} for p, a in zip(prompts, answers)]
     if kind == "toy":
@@ -59,13 +56,14 @@ def evaluate_helpfulness(cfg, name: str, model_path, out_dir: Path, layout: RunL
         for r, f in zip(per_row, flags):
             r["helpful"] = f
     else:
-        out.update(_rm_helpfulness(name, model_path, prompts, answers, model_dir, layout, gen, per_row))
+        out.update(_rm_helpfulness(cfg, name, model_path, prompts, answers, model_dir, layout, chat_template, per_row))
     write_jsonl(model_dir / "helpfulness_answers.jsonl", per_row)
     write_json(model_dir / "helpfulness.json", out)
     return out
 
 
-def _rm_helpfulness(name, model_path, prompts, answers, model_dir: Path, layout: RunLayout, gen, per_row) -> dict:
+def _rm_helpfulness(cfg, name, model_path, prompts, answers, model_dir: Path, layout: RunLayout, chat_template,
+                    per_row) -> dict:
     rm_path = layout.judge("helpful")
     if not _has_model(rm_path):
         raise ConfigError(f"{rm_path}: no trained helpful reward model there for the helpful-rm judge (run "
@@ -78,8 +76,8 @@ def _rm_helpfulness(name, model_path, prompts, answers, model_dir: Path, layout:
     if not same:
         # Shared by every model of this results folder (keys hold the base's fingerprint): a sweep answers
         # the base's prompts once, not once per grid point.
-        base_answers = generate(base, prompts, cache_path=model_dir.parent / ".cache" / "base_generation.jsonl",
-                                desc=f"{name}: base answers", **gen)
+        base_answers, _ = answer_prompts(cfg, base, prompts, base_generation_cache(model_dir.parent),
+                                         f"{name}: base answers", chat_template)
         base_scores = score_pairs(model, tok, prompts, base_answers, desc="base: helpful RM")
         wins = sum(1.0 if s > b else 0.5 if s == b else 0.0 for s, b in zip(scores, base_scores))
         res.update(base_model=str(base), base_mean_score=sum(base_scores) / len(base_scores),

@@ -30,6 +30,7 @@ from pathlib import Path
 from ..errors import ConfigError, DataError, SafeAlignError
 from ..fileio import JsonlCache, read_jsonl, write_json, write_jsonl
 from ..generation import generate
+from ..layout import generation_cache, results_cache
 from .mt_bench_results import summarize_single
 from .openai_client import ChatClient, ask_all
 from .plots import radar_chart
@@ -97,7 +98,7 @@ def load_reference_answers(path: str | None) -> dict:
 def generate_answers(model_path, name: str, questions: list[dict], cfg, model_dir: Path,
                      chat_template: str | None = None) -> list[dict]:
     """Two-turn answers in FastChat's model_answer format, grouped by temperature for batching."""
-    cache = model_dir / "cache" / "generation.jsonl"
+    cache = generation_cache(model_dir)
     turns: dict[int, list[str]] = {q["question_id"]: [] for q in questions}
     n_turns = max(len(q["turns"]) for q in questions)
     for t in range(n_turns):
@@ -255,7 +256,7 @@ def evaluate_mt_bench(cfg, name: str, model_path, out_dir: Path, client=None, ch
     client = client or ChatClient(cfg.mt_bench_judge_base_url, cfg.mt_bench_judge_model, cfg.mt_bench_api_key_env,
                                   timeout=cfg.judge_timeout, max_retries=cfg.judge_max_retries)
     tasks = judge_tasks(questions, answers, refs, judge_prompts, name)
-    rows = run_judgments(tasks, client, cfg.mt_bench_judge_model, model_dir / "cache" / "mt_bench_judgments.jsonl",
+    rows = run_judgments(tasks, client, cfg.mt_bench_judge_model, results_cache(model_dir) / "mt_bench_judgments.jsonl",
                          concurrency=cfg.judge_concurrency, max_tokens=cfg.mt_bench_judge_max_tokens)
     write_jsonl(model_dir / "mt_bench" / "model_judgment" / judge_file_name(cfg.mt_bench_judge_model), rows)
     result = aggregate(rows, {q["question_id"]: q["category"] for q in questions})

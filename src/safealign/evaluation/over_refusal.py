@@ -14,8 +14,8 @@ import logging
 from pathlib import Path
 
 from ..fileio import write_json, write_jsonl
-from ..generation import generate_with_stats
-from ..layout import RunLayout
+from ..layout import RunLayout, generation_cache
+from .answers import answer_prompts
 from .judges import RefusalJudge
 from .prompts import load_over_refusal_prompts
 from .stats import rate_block
@@ -42,10 +42,7 @@ def evaluate_over_refusal(cfg, name: str, model_path, out_dir, layout: RunLayout
     rows = load_over_refusal_prompts(cfg, layout, split)
     prompts = [r["prompt"] for r in rows]
     log.info("over-refusal: %d benign prompts for %s", len(prompts), name)
-    answers, gstats = generate_with_stats(
-        model_path, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-        seed=cfg.seed, batch_size=cfg.batch_size, cache_path=model_dir / "cache" / "generation.jsonl",
-        backend=cfg.backend, desc=f"{name}: benign answers", chat_template=chat_template)
+    answers, gstats = answer_prompts(cfg, model_path, prompts, generation_cache(model_dir), f"{name}: benign answers", chat_template)
     verdicts = RefusalJudge().judge_many(prompts, answers, show_progress=False)
     refused = [d["refused"] for _, d in verdicts]
     result = summarise(rows, refused)

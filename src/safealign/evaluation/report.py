@@ -142,29 +142,11 @@ def report_markdown(report: dict) -> str:
         mt = _f(e["mt_bench"]["overall"], "{:.2f}") + _signed(d.get("mt_bench"), "{:+.2f}") if e["mt_bench"] else "–"
         lines.append(f"| {name} | {safety} | {e['safety_judge'] or '–'} | {_f(e['helpfulness'])}"
                      f"{_signed(d.get('helpfulness'))} | {e['helpfulness_judge'] or '–'} | {mt} |")
-    cats = sorted({c for e in models.values() for c in e["by_category"]})
-    if cats:
-        names = list(models)
-        lines += ["", "## Safety rate by category", "", "| category | " + " | ".join(names) + " |",
-                  "|---" * (len(names) + 1) + "|"]
-        for c in cats:
-            cells = []
-            for n in names:
-                b = models[n]["by_category"].get(c)
-                cells.append(f"{b['rate']:.2f} (n={b['n']})" if b else "–")
-            lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    benches = sorted({b for e in models.values() for b in e.get("safety_by_benchmark", {})})
-    if benches:
-        names = list(models)
-        lines += ["", "## Safety rate by benchmark (95% CI)", "", "| benchmark | " + " | ".join(names) + " |",
-                  "|---" * (len(names) + 1) + "|"]
-        for bench in benches:
-            cells = []
-            for n in names:
-                b = models[n].get("safety_by_benchmark", {}).get(bench)
-                cells.append(f"{b['safety_rate']:.3f} ({b['safety_ci'][0]:.3f}–{b['safety_ci'][1]:.3f}, n={b['n']})"
-                             if b else "–")
-            lines.append(f"| {bench} | " + " | ".join(cells) + " |")
+    lines += _model_matrix(models, "Safety rate by category", "category", lambda e: e["by_category"],
+                           lambda b: f"{b['rate']:.2f} (n={b['n']})")
+    lines += _model_matrix(models, "Safety rate by benchmark (95% CI)", "benchmark",
+                           lambda e: e.get("safety_by_benchmark", {}),
+                           lambda b: f"{b['safety_rate']:.3f} ({b['safety_ci'][0]:.3f}–{b['safety_ci'][1]:.3f}, n={b['n']})")
     refusing = {n: e["over_refusal"] for n, e in models.items() if e.get("over_refusal")}
     if refusing:
         lines += ["", "## Over-refusal: benign prompts refused (refusal judge)", "",
@@ -192,6 +174,20 @@ def report_markdown(report: dict) -> str:
     if report["plots"]:
         lines += ["", "## Plots", ""] + [f"![{k}]({v})" for k, v in report["plots"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _model_matrix(models: dict, title: str, key: str, blocks, cell) -> list[str]:
+    """A Markdown table, one row per `key` value (a category, a benchmark) and one column per model; `blocks(e)`
+    maps a model's entry to {key value: block} and `cell(block)` formats one cell ("–" where a model has none)."""
+    rows = sorted({r for e in models.values() for r in blocks(e)})
+    if not rows:
+        return []
+    names = list(models)
+    lines = ["", f"## {title}", "", f"| {key} | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for r in rows:
+        cells = [cell(blocks(models[n])[r]) if r in blocks(models[n]) else "–" for n in names]
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def run_models(cfg, layout: RunLayout) -> list[tuple[str, str, Path]]:

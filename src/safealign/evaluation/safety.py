@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 
 from ..fileio import write_json, write_jsonl, write_text
-from ..generation import generate_with_stats
-from ..layout import RunLayout
+from ..layout import RunLayout, generation_cache, results_cache
+from .answers import answer_prompts
 from .benchmarks import benchmark_summary
 from .judges import make_judge
 from .prompts import load_safety_prompts
@@ -42,15 +42,12 @@ def evaluate_safety(cfg, name: str, model_path, out_dir: Path, layout: RunLayout
     rows = load_safety_prompts(cfg, layout, split)
     prompts = [r["prompt"] for r in rows]
     log.info("safety: %d prompts for %s", len(prompts), name)
-    answers, gstats = generate_with_stats(
-        model_path, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-        seed=cfg.seed, batch_size=cfg.batch_size, cache_path=model_dir / "cache" / "generation.jsonl",
-        backend=cfg.backend, desc=f"{name}: safety answers", chat_template=chat_template)
+    answers, gstats = answer_prompts(cfg, model_path, prompts, generation_cache(model_dir), f"{name}: safety answers", chat_template)
     judges = dict(judges or {})
     kinds = [cfg.judge] + [j for j in cfg.extra_judges if j != cfg.judge]
     results = {}
     for kind in kinds:
-        judge = judges.get(kind) or make_judge(kind, cfg, layout, cache_dir=model_dir / "cache")
+        judge = judges.get(kind) or make_judge(kind, cfg, layout, cache_dir=results_cache(model_dir))
         results[kind] = judge.judge_many(prompts, answers)
     main = results[cfg.judge]
     summary = summarise(rows, main, cfg.judge)
