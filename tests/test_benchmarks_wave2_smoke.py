@@ -1,6 +1,6 @@
 """Smoke tests of the issue-16 benchmarks at their smallest sizes: they run and report consistent figures.
 
-No timing assertions (the figures are for real runs, docs/benchmarks_wave2.md); the assertions are on what
+No timing assertions (the figures are for real runs, docs/benchmarks.md, "Wave 2"); the assertions are on what
 must hold whatever the machine: the same loss for both log-prob methods, packed rows with less padding, the
 trainers' step figures present.
 """
