@@ -46,6 +46,20 @@ def test_constraint_kinds_weights():
         losses.constraint_terms("typo", r0, r1, c0, c1, 0.5)
 
 
+def test_unsafe_choice_hand_computed():
+    # pair 0: p_0 = σ(1); costlier = y_0 (c = 2 > −1) -> v = σ(1), w = σ(2) − σ(−1)
+    # pair 1: equal costs -> w = 0 (carries no information about safety)
+    # pair 2: p_0 = σ(0.5·(0 − 2)) = σ(−1); costlier = y_1 (c_1 = 1) -> v = 1 − σ(−1) = σ(1), w = σ(1) − σ(−4)
+    r0, r1 = torch.tensor([2.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 2.0])
+    c0, c1 = torch.tensor([2.0, -3.0, -4.0]), torch.tensor([-1.0, -3.0, 1.0])
+    v, w = losses.constraint_terms("unsafe_choice", r0, r1, c0, c1, 0.5)
+    assert v.tolist() == pytest.approx([_sig(1), 0.5, _sig(1)])
+    assert w.tolist() == pytest.approx([_sig(2) - _sig(-1), 0.0, _sig(1) - _sig(-4)])
+    # Σ v·w = Σ (expected unsafe probability − floor): the excess over the best achievable choice
+    excess = (losses.pair_unsafe_probability(r0, r1, c0, c1, 0.5) - losses.unsafe_probability_floor(c0, c1))
+    assert float((v * w).sum()) == pytest.approx(float(excess.sum()))
+
+
 def _jc(kind, n_benign):
     """J_C at π_θ = π_ref of 10 harmful pairs (one unsafe answer, cost +3 vs −3) plus n_benign benign pairs
     (two safe answers, cost −3 each)."""
@@ -59,10 +73,11 @@ def _jc(kind, n_benign):
 
 
 def test_harmful_only_constraints_do_not_move_with_the_data_mix():
-    for kind in ("harmful_unsafe_rate", "harmful_cost"):
+    for kind in ("harmful_unsafe_rate", "harmful_cost", "unsafe_choice"):
         assert _jc(kind, 0) == pytest.approx(_jc(kind, 10)) == pytest.approx(_jc(kind, 90))
     # P(unsafe | harmful) at the reference: half the mass on the unsafe answer
     assert _jc("harmful_unsafe_rate", 40) == pytest.approx(0.5 * _sig(3) + 0.5 * _sig(-3))
+    assert _jc("unsafe_choice", 40) == pytest.approx(0.5)  # no flag needed: benign pairs weigh 0
     # the seed's form falls as benign prompts are added: 0 -> −1.5 -> −2.7 (the threshold must follow)
     assert _jc("cost", 0) == pytest.approx(0.0)
     assert _jc("cost", 10) == pytest.approx(-1.5)
@@ -91,3 +106,12 @@ def test_weighted_loss_hand_computed():
                                            torch.ones(2), torch.tensor([0.0, 3.0]))
     assert out["loss"].item() == pytest.approx(0.876928, abs=1e-6)
     assert out["loss_safety"].item() == pytest.approx(math.log1p(math.exp(2)))
+
+
+def test_sampled_unsafe_rate():
+    costs = torch.tensor([2.0, -3.0, 0.5, -0.1])
+    v, w = losses.sampled_unsafe_rate(costs)
+    assert v.tolist() == [1.0, 0.0, 1.0, 0.0] and w.tolist() == [1.0] * 4
+    v, w = losses.sampled_unsafe_rate(costs, harmful=torch.tensor([True, True, False, False]), hard=False)
+    assert v.tolist() == pytest.approx([_sig(2), _sig(-3), _sig(0.5), _sig(-0.1)])
+    assert float((v * w).sum() / w.sum()) == pytest.approx((_sig(2) + _sig(-3)) / 2)

@@ -181,7 +181,7 @@ def safedpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch
 # ----------------------------------------------------------------------------- an interpretable J_C
 # docs/constraint.md derives these. Each returns per-pair values (B,) without gradient; a Lagrange state
 # sums value·weight and weight over an update window (and over processes) and divides once.
-CONSTRAINT_KINDS = ("cost", "harmful_cost", "unsafe_rate", "harmful_unsafe_rate")
+CONSTRAINT_KINDS = ("cost", "harmful_cost", "unsafe_rate", "harmful_unsafe_rate", "unsafe_choice")
 
 
 def policy_preference(logratio_0: torch.Tensor, logratio_1: torch.Tensor, beta: float) -> torch.Tensor:
@@ -225,13 +225,28 @@ def constraint_terms(kind: str, logratio_0: torch.Tensor, logratio_1: torch.Tens
         harmful_cost         the same v,                       w = harmful      (a: harmful prompts only)
         unsafe_rate          v = p_0 σ(c_0) + (1−p_0) σ(c_1),  w = 1            (b: a probability)
         harmful_unsafe_rate  the same v as unsafe_rate,        w = harmful      (a + b)
+        unsafe_choice        v = P(choose the costlier answer), w = |σ(c_0) − σ(c_1)|
+
+`unsafe_choice` = Σ_b (v_b − min(σ(c_0), σ(c_1))) / Σ_b |σ(c_0) − σ(c_1)|: with a confident cost model, the
+share of safe-vs-unsafe pairs on which the policy prefers the unsafe answer. Pairs of two safe (benign) or
+two unsafe answers weigh ~0, so it needs no harmful flag, does not move with the data mix and has floor 0.
 
     `harmful` (B,) bool: the data's is_harmful_prompt flag; None = the cost model's flag, max(c_0, c_1) > 0
     (some answer to the prompt is judged unsafe). The threshold d of `lagrange_update` is in cost units for
-    the *_cost kinds and a target unsafe rate in [0, 1] (e.g. 0.05) for the *_rate kinds.
+    the *_cost kinds and a target rate in [0, 1] (e.g. 0.05) for the others.
+
+    p_0 is `policy_preference(logratio_0, logratio_1, beta)`: pass ρ_i and β_ori for the seed's DPO-implicit
+    preference (0.5 at the reference, whatever the reference does), or the policy's own log π_θ(y_i|x) and
+    β = 1 for its actual choice between the two answers (docs/constraint.md compares them).
     """
     if kind not in CONSTRAINT_KINDS:
         raise ValueError(f"constraint kind must be one of {CONSTRAINT_KINDS} (got {kind!r})")
+    if kind == "unsafe_choice":
+        p0 = policy_preference(logratio_0, logratio_1, beta)
+        with torch.no_grad():
+            s0, s1 = torch.sigmoid(cost_0), torch.sigmoid(cost_1)
+            values = torch.where(s0 >= s1, p0, 1 - p0)  # probability of choosing the costlier answer
+            return values, (s0 - s1).abs()
     if kind.endswith("cost"):
         values = pair_expected_cost(logratio_0, logratio_1, cost_0, cost_1, beta)
     else:
@@ -260,3 +275,19 @@ def weighted_safe_mm_dpo_loss(helpful_logits: torch.Tensor, safety_logits: torch
     loss_kl = kl.mean() if kl is not None else helpful_logits.new_zeros(())
     total = ((loss_h + lam * loss_s) / (1.0 + lam)).mean() + kl_coeff * loss_kl
     return {"loss": total, "loss_helpful": loss_h.mean(), "loss_safety": loss_s.mean(), "loss_kl": loss_kl}
+
+
+def sampled_unsafe_rate(costs: torch.Tensor, harmful: torch.Tensor | None = None,
+                        hard: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, weights) (N,) of the on-policy J_C: answers sampled from the policy, scored by the cost model.
+
+    values = [c > 0] (hard: the cost model's verdict, what an evaluation counts) or σ(c) (soft); weights =
+    `harmful` (the prompts' flag) or 1. J_C = Σ w·v / Σ w is then the policy's harmful-compliance rate as
+    the cost model judges it, the very metric the benchmark reports, and a target such as 0.05 reads as
+    such. The soft form never reaches 0: a cost model that scores safe answers at c = −3 leaves σ = 0.047
+    per answer, which is why the hard verdict is the default here.
+    """
+    with torch.no_grad():
+        values = (costs > 0).to(costs.dtype) if hard else torch.sigmoid(costs)
+        weights = harmful.to(costs.dtype) if harmful is not None else torch.ones_like(costs)
+    return values, weights
