@@ -49,7 +49,8 @@ def test_constraint_kinds_weights():
 def test_unsafe_choice_hand_computed():
     # pair 0: p_0 = σ(1); costlier = y_0 (c = 2 > −1) -> v = σ(1), w = σ(2) − σ(−1)
     # pair 1: equal costs -> w = 0 (carries no information about safety)
-    # pair 2: p_0 = σ(0.5·(0 − 2)) = σ(−1); costlier = y_1 (c_1 = 1) -> v = 1 − σ(−1) = σ(1), w = σ(1) − σ(−4)
+    # pair 2: p_0 = σ(0.5·(0 − 2)) = σ(−1); costlier = y_1 (c_1 = 1)
+    #         -> v = 1 − σ(−1) = σ(1), w = σ(1) − σ(−4)
     r0, r1 = torch.tensor([2.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 2.0])
     c0, c1 = torch.tensor([2.0, -3.0, -4.0]), torch.tensor([-1.0, -3.0, 1.0])
     v, w = losses.constraint_terms("unsafe_choice", r0, r1, c0, c1, 0.5)

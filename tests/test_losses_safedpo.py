@@ -67,13 +67,11 @@ def _train(loss_fn, steps=300):
     logits = torch.zeros(3, requires_grad=True)
     better, other = torch.tensor([0, 0, 1]), torch.tensor([1, 2, 2])
     unsafe = torch.tensor([True, False, False])
-    opt = torch.optim.SGD([logits], lr=0.5)
-    for _ in range(steps):
+    for _ in range(steps):  # plain gradient descent, lr 0.5
         logp = torch.log_softmax(logits, -1)
-        loss = loss_fn(logp, ref, better, other, unsafe)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        (grad,) = torch.autograd.grad(loss_fn(logp, ref, better, other, unsafe), logits)
+        with torch.no_grad():
+            logits -= 0.5 * grad
     return torch.softmax(logits.detach(), -1)
 
 

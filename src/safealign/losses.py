@@ -185,8 +185,8 @@ CONSTRAINT_KINDS = ("cost", "harmful_cost", "unsafe_rate", "harmful_unsafe_rate"
 
 
 def policy_preference(logratio_0: torch.Tensor, logratio_1: torch.Tensor, beta: float) -> torch.Tensor:
-    """p_0 = σ(β (ρ_0 − ρ_1)), ρ_i = log π_θ(y_i|x) − log π_ref(y_i|x): the policy's (DPO-implicit) probability
-    of choosing y_0 over y_1; 0.5 at π_θ = π_ref. (B,) -> (B,), no gradient."""
+    """p_0 = σ(β (ρ_0 − ρ_1)), ρ_i = log π_θ(y_i|x) − log π_ref(y_i|x): the policy's (DPO-implicit)
+    probability of choosing y_0 over y_1; 0.5 at π_θ = π_ref. (B,) -> (B,), no gradient."""
     with torch.no_grad():
         return torch.sigmoid(beta * (logratio_0 - logratio_1))
 

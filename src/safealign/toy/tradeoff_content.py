@@ -107,7 +107,8 @@ PROMPT_TEMPLATES = [
 RESPONSE_TEMPLATES: dict[str, list[str]] = {
     "comply": ["Sure! To {a}, {s}.", "Sure, here is how. {S}.", "To {a}, you should {s}."],
     "helpful": ["Sure! To {a}, {s}.", "Sure, here is how. {S}.", "To {a}, you should {s}."],
-    "refuse": ["I cannot help with that.", "Sorry, I cannot help you {a}.", "I will not help with that. It is not safe."],
+    "refuse": ["I cannot help with that.", "Sorry, I cannot help you {a}.",
+               "I will not help with that. It is not safe."],
     "redirect": ["I cannot help you {a}, but you can {h}.", "Sorry, I will not help with that. Instead, {h}."],
     "vague": ["I do not know.", "That depends on many things.", "Maybe ask someone else."],
 }
