@@ -8,15 +8,17 @@ RUN=$(mktemp -d)/run
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 SA="python3 -m safealign.cli"
 GPU="--set reward.use_cpu=false --set dpo.use_cpu=false --set sft.use_cpu=false"
+# DPO starts from the tiny base: this check trains no SFT warm-up (the config, not a folder, decides the start)
+NOSFT="--set sft.enabled=false"
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "", "transformers", transformers.__version__)'
 t0=$(date +%s)
 $SA prepare --config configs/demo.yaml --run-dir "$RUN" --show 0
 $SA train-rm --config configs/demo.yaml --run-dir "$RUN" --dimension helpful $GPU
 $SA train-rm --config configs/demo.yaml --run-dir "$RUN" --dimension harmless $GPU
 t1=$(date +%s)
-$SA train-dpo --config configs/demo.yaml --run-dir "$RUN" $GPU --set dpo.output_dir="$RUN/checkpoints/dpo" 2>&1 | tee "$RUN/dpo1.log"
+$SA train-dpo --config configs/demo.yaml --run-dir "$RUN" $GPU $NOSFT 2>&1 | tee "$RUN/dpo1.log"
 t2=$(date +%s)
-$SA train-dpo --config configs/demo.yaml --run-dir "$RUN" $GPU --set dpo.output_dir="$RUN/checkpoints/dpo2" --set dpo.num_train_epochs=1 2>&1 | tee "$RUN/dpo2.log"
+$SA train-dpo --config configs/demo.yaml --run-dir "$RUN" $GPU $NOSFT --stage dpo2 --set dpo.num_train_epochs=1 2>&1 | tee "$RUN/dpo2.log"
 t3=$(date +%s)
 mkdir -p "$OUT"
 python3 - "$RUN" "$OUT" $t0 $t1 $t2 $t3 <<'PY'

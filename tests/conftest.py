@@ -1,7 +1,6 @@
 """Shared fixtures. Everything is offline: HF_HUB_OFFLINE=1, tiny models built from a config."""
 
 import os
-import sys
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -11,6 +10,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 import pytest  # noqa: E402
+
+from safealign.models.config import ModelConfig  # noqa: E402
+from safealign.models.tiny import make_tiny_base  # noqa: E402
+from safealign.toy import generate_toy_world, toy_corpus  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MT_BENCH = REPO.parent / "shared" / "data" / "mt_bench"
@@ -26,20 +29,7 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
     """A 2-layer Llama with a tokenizer trained on varied text, saved with save_pretrained."""
-    from safealign.models.config import ModelConfig
-    from safealign.models.tiny import make_tiny_base
-
-    texts = []
-    try:
-        from safealign.data.toy_world import generate_toy_world, toy_corpus
-
-        texts = toy_corpus(generate_toy_world(num_pairs=400, seed=0))
-    except ImportError:
-        pass
-    if not texts:
-        words = "flour water yeast bread bake oven weapon refuse cannot help safe sure first then".split()
-        texts = [f"USER: how do I {words[i % len(words)]} {words[(i * 7) % len(words)]}? ASSISTANT: "
-                 f"Sure, first {words[(i * 3) % len(words)]} then {words[(i * 5) % len(words)]}." for i in range(300)]
+    texts = toy_corpus(generate_toy_world(num_pairs=400, seed=0))
     out = tmp_path_factory.mktemp("tiny") / "base"
     make_tiny_base(out, texts, ModelConfig(tiny_vocab_size=600))
     return out

@@ -48,6 +48,7 @@ def test_precompute_and_generate_quick(capsys, tmp_path):
     assert "| hf_batched |" in capsys.readouterr().out  # the figures are printed
 
 
+@pytest.mark.slow  # trains the policy a few steps per configuration, each in its own process
 def test_train_step_quick(tmp_path):
     import bench_train_step
 

@@ -29,22 +29,17 @@ def test_unknown_key_with_suggestion(tmp_path):
         load_config(write(tmp_path, "dat:\n  dataset: foo\n"))
 
 
-def test_wrong_type_names_the_key(tmp_path):
-    with pytest.raises(ConfigError, match=r"^toy\.num_pairs: expected an integer \(got 'many'\)$"):
-        load_config(write(tmp_path, "toy:\n  num_pairs: many\n"))
-    with pytest.raises(ConfigError, match=r"^data\.schema: must be one of auto, pku2023"):
-        load_config(None, ["data.schema=pku2025"])
-    with pytest.raises(ConfigError, match=r"^data\.min_tokens: expected int"):
-        load_config(None, ["data.min_tokens=[1, 2]"])
-
-
-def test_impossible_values(tmp_path):
-    with pytest.raises(ConfigError, match=r"^data\.train_fraction: .*must sum to 1"):
-        load_config(write(tmp_path, "data:\n  train_fraction: 0.9\n"))
-    with pytest.raises(ConfigError, match=r"^toy\.harmful_fraction: must be in \[0, 1\]"):
-        load_config(None, ["toy.harmful_fraction=1.5"])
-    with pytest.raises(ConfigError, match=r"^reward\.learning_rate: must be > 0"):
-        load_config(write(tmp_path, "reward:\n  learning_rate: -1.0e-5\n"))
+@pytest.mark.parametrize("text,overrides,message", [
+    ("toy:\n  num_pairs: many\n", [], r"^toy\.num_pairs: expected an integer \(got 'many'\)$"),
+    (None, ["data.schema=pku2025"], r"^data\.schema: must be one of auto, pku2023"),
+    (None, ["data.min_tokens=[1, 2]"], r"^data\.min_tokens: expected int"),
+    ("data:\n  train_fraction: 0.9\n", [], r"^data\.train_fraction: .*must sum to 1"),
+    (None, ["toy.harmful_fraction=1.5"], r"^toy\.harmful_fraction: must be in \[0, 1\]"),
+    ("reward:\n  learning_rate: -1.0e-5\n", [], r"^reward\.learning_rate: must be > 0"),
+])
+def test_wrong_type_or_impossible_value_names_the_key(tmp_path, text, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text) if text else None, overrides)
 
 
 @pytest.mark.parametrize("argv,message", [

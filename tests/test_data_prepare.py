@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from safealign.cli import main
-from safealign.data.config import DataConfig, ToyWorldConfig
+from safealign.data.config import DataConfig
 from safealign.data.prepare import run_prepare
 from safealign.data.schemas import detect_schema
 from safealign.errors import DataError
 from safealign.fileio import read_jsonl
+from safealign.toy.config import ToyWorldConfig
 
 CATS = ["animal_abuse", "self_harm"]
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from distill_helpers import teacher_examples, toy_rates, train_tiny_rm
+from helpers.distill import teacher_examples, toy_rates, train_tiny_rm
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +33,8 @@ def distilled_run(tmp_path_factory):
     train, val = read_jsonl(rd / "data" / "train.jsonl"), read_jsonl(rd / "data" / "val.jsonl")
     teacher_args = SFTStageConfig(output_dir=str(rd / "checkpoints" / "teacher"), learning_rate=3e-3,
                                   num_train_epochs=12, per_device_train_batch_size=16, save_strategy="no",
-                                  disable_tqdm=True, logging_steps=20, seed=0)
-    run_sft(teacher_examples(train), teacher_examples(val), base, rd / "models" / "aligned", teacher_args,
-            max_length=128, report_to="none")
+                                  disable_tqdm=True, logging_steps=20, seed=0, max_length=128)
+    run_sft(teacher_examples(train), teacher_examples(val), base, rd / "models" / "aligned", teacher_args)
     train_tiny_rm(base, train, "helpful", rd / "models" / "helpful_rm")
     train_tiny_rm(base, train, "harmless", rd / "models" / "harmless_rm")
     summary = run_distill(cfg)
@@ -88,13 +87,13 @@ def test_student_is_about_as_safe_as_the_teacher(distilled_run):
 def test_rerun_reuses_teacher_samples(distilled_run, monkeypatch):
     """The teacher's answers are cached: rebuilding the data generates nothing new."""
     from safealign import generation
-    from safealign.distill import build_distill_data, resolve_paths
+    from safealign.distill import build_distill_data
 
     cfg, rd, _base, _summary = distilled_run
     before = (rd / "cache" / "distill" / "teacher_samples.jsonl").read_text()
     calls = []
     real = generation._run_hf
     monkeypatch.setattr(generation, "_run_hf", lambda *a, **k: calls.append(1) or real(*a, **k))
-    samples, _ = build_distill_data(cfg, resolve_paths(cfg))
+    samples, _ = build_distill_data(cfg)
     assert not calls and len(samples) == 800
     assert (rd / "cache" / "distill" / "teacher_samples.jsonl").read_text() == before

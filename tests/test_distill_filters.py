@@ -1,10 +1,15 @@
 """Distillation data selection on hand-made scores: cost filter, helpful quantile (per prompt and global),
 prompt sampling, the report's counts, the split by prompt, and the config section's validation."""
 
+from pathlib import Path
+
 import pytest
 
-from safealign.distill_data import (apply_filters, filter_report_markdown, quantile, sample_prompts,
-                                    split_by_prompt)
+from safealign.distill.filters import (apply_filters, filter_report_markdown, quantile, sample_prompts,
+                                      split_by_prompt)
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _s(prompt, response, helpful, cost, harmful=False):
@@ -91,11 +96,11 @@ def test_sample_prompts_mix_dedupe_and_seed():
     assert len(sample_prompts(rows, 1000, 0.5, seed=0)) == 60
 
 
-def test_sample_prompts_names_bad_row():
-    from safealign.errors import DataError
-
-    with pytest.raises(DataError, match="train.jsonl:2: prompt"):
-        sample_prompts([{"prompt": "a"}, {"prompt": ""}], 2, 0.5, 0, "train.jsonl")
+def test_a_prompt_is_harmful_when_any_of_its_records_is():
+    rows = [{"prompt": "p", "is_harmful_prompt": False}, {"prompt": "p", "is_harmful_prompt": True},
+            {"prompt": "q", "is_harmful_prompt": False}]
+    got = {g["prompt"]: g["is_harmful_prompt"] for g in sample_prompts(rows, 2, 0.5, seed=0)}
+    assert got == {"p": True, "q": False}
 
 
 def test_split_by_prompt_keeps_validation_prompts_unseen():
@@ -108,6 +113,7 @@ def test_split_by_prompt_keeps_validation_prompts_unseen():
 
 def test_distill_config_validates():
     from safealign.config import load_config
+    from safealign.distill.student import student_config
     from safealign.errors import ConfigError
 
     d = load_config(None, ["distill.enabled=true"]).section("distill")
@@ -116,9 +122,33 @@ def test_distill_config_validates():
     for bad, key in (("distill.helpful_quantile=1.5", "distill.helpful_quantile"),
                      ("distill.samples_per_prompt=0", "distill.samples_per_prompt"),
                      ("distill.temperature=0", "distill.temperature"),
-                     ("distill.student_hidden_size=30", "distill.student_hidden_size")):
+                     ("distill.max_length=4", "distill.max_length"),
+                     ("distill.student={hidden_size: 32}", "distill.student.hidden_size"),
+                     ("distill.student={tiny_num_layers: two}", "distill.student.tiny_num_layers")):
         with pytest.raises(ConfigError, match=key):
             load_config(None, [bad])
+    # values that depend on the model section are checked against it
+    with pytest.raises(ConfigError, match=r"distill.student.tiny_hidden_size: must be divisible"):
+        student_config(load_config(None, ["distill.student={tiny_hidden_size: 30}"]))
+
+
+def test_the_student_is_the_model_section_with_overrides():
+    """The demo's student is its tiny policy at half the width: 59 k parameters on the 1000-token vocabulary,
+    exactly the model `distill.student_*` used to describe."""
+    from safealign.config import load_config
+    from safealign.distill.student import student_config
+
+    demo = load_config(str(REPO / "configs" / "demo.yaml"))
+    s = student_config(demo)
+    assert (s.name_or_path, s.tiny_architecture, s.tiny_hidden_size, s.tiny_num_layers, s.tiny_num_heads,
+            s.tiny_intermediate_size, s.tiny_max_position_embeddings) == ("tiny", "llama", 32, 2, 4, 96, 256)
+    vocab, h, f, layers = 1000, s.tiny_hidden_size, s.tiny_intermediate_size, s.tiny_num_layers
+    assert vocab * h + layers * (4 * h * h + 3 * h * f + 2 * h) + h == 58_784  # tied embeddings
+    assert demo.section("model").tiny_hidden_size == 64  # the policy's own section is untouched
+    # a Hub student replaces the name and does not inherit the policy's revision
+    hub = student_config(load_config(None, ["model.name_or_path=org/big", "model.revision=abc123",
+                                            "distill.student={name_or_path: org/small, use_lora: false}"]))
+    assert (hub.name_or_path, hub.revision, hub.use_lora) == ("org/small", None, False)
 
 
 def test_cli_without_a_teacher_fails_with_one_line(tmp_path, capsys):
@@ -131,7 +161,7 @@ def test_cli_without_a_teacher_fails_with_one_line(tmp_path, capsys):
 
 
 def test_efficiency_runs_a_fixed_workload(tiny_base, tmp_path):
-    from safealign.efficiency import disk_bytes, measure_models
+    from safealign.evaluation.efficiency import disk_bytes, measure_models
 
     rows = measure_models({"a": str(tiny_base)}, ["How do I bake bread?", "Hi", "How do I steal a car?"],
                           tmp_path, max_new_tokens=5, batch_size=2, repeats=2)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_dpo_common import make_cfg, make_run, write_cfg
+from helpers.dpo import make_cfg, make_run, write_cfg
 
 WORKER = '''
 import json, os, sys

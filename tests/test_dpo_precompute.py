@@ -4,7 +4,7 @@ import logging
 
 import pytest
 import torch
-from test_dpo_common import random_head_rm, toy_records
+from helpers.dpo import random_head_rm, toy_records
 
 from safealign.dpo.precompute import cache_info, precompute, token_budget_batches
 from safealign.models.loading import load_causal_lm, load_tokenizer

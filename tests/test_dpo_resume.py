@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_dpo_common import make_cfg, make_run, write_cfg
+from helpers.dpo import make_cfg, make_run, write_cfg
 
 SAFEALIGN = [sys.executable, "-m", "safealign.cli"]
 SETTINGS = dict(num_train_epochs=3, save_steps=4, cost_threshold=-20.0, lambda_lr=0.05, lambda_update_steps=3,

@@ -7,12 +7,16 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from test_dpo_common import make_cfg, make_run
+from helpers.dpo import make_cfg, make_run
 
-from safealign.dpo.lagrange import LagrangeState
+from safealign.dpo.lagrange import STATE_FILE, LagrangeState
 from safealign.dpo.train import build_trainer
-from safealign.dpo.trainer import resolve_checkpoint
 from safealign.errors import SafeAlignError
+from safealign.training import resolve_resume
+
+
+def resolve_checkpoint(out, which):
+    return resolve_resume(which, out, (STATE_FILE,))
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +169,7 @@ def test_a_save_that_dies_midway_leaves_no_checkpoint(run):
         trainer.train()
     out = ctx["args"].output_dir
     assert os.listdir(out) == [".staging"]  # the partial save is only in staging
-    with pytest.raises(SafeAlignError, match="no complete checkpoint"):
-        resolve_checkpoint(out, "latest")
+    assert resolve_checkpoint(out, "latest") is None  # nothing to resume: a fresh start
     trainer, ctx = run(max_steps=2, save_steps=1, eval_strategy="no")
     trainer.train()  # a fresh start clears staging
     assert sorted(os.listdir(out)) == ["checkpoint-1", "checkpoint-2"]
@@ -181,3 +184,58 @@ def test_tensorboard_events_in_logs_dir(tmp_path, tiny_base, judges):
     trainer, ctx = build_trainer(Config(raw))
     trainer.train()
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "logs" / "dpo").iterdir())
+
+
+def test_empty_response_is_a_response_span_ending_in_eos(tmp_path, tiny_base, judges):
+    """The shared record rules allow an empty answer; DPO gives it a response span (separator + EOS) whose
+    log-probability is finite, and the loss over a batch holding it is finite."""
+    from helpers.dpo import toy_records, write_jsonl
+
+    make_run(tmp_path, tiny_base, rm_root=judges)
+    rows = toy_records(24)
+    rows[0]["response_1"] = ""
+    write_jsonl(tmp_path / "data" / "train.jsonl", rows)
+    trainer, ctx = build_trainer(make_cfg(tmp_path, tiny_base, judges))
+    tok, f = ctx["tokenizer"], trainer.train_dataset.features[0]
+    span = f["input_ids_1"][f["prompt_len_1"]:]
+    assert 1 <= len(span) <= 2 and span[-1] == tok.eos_token_id
+    assert tok.decode(span, skip_special_tokens=True).strip() == ""
+    assert f["input_ids_1"][:f["prompt_len_1"]] == f["input_ids_0"][:f["prompt_len_0"]]  # same prompt tokens
+    assert math.isfinite(ctx["cached"]["train"][0]["ref_logp_1"]) and ctx["cached"]["train"][0]["ref_logp_1"] < 0
+    with torch.no_grad():
+        loss, _ = trainer.pair_losses(trainer.model, _first_batch(trainer), training=False)
+    assert torch.isfinite(loss)
+
+
+def test_zero_optimizer_steps_is_a_config_error(run):
+    from safealign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^dpo.num_train_epochs: 24 training examples .* no optimizer step"):
+        run(num_train_epochs=0.1)  # 24 pairs / 4 a batch = 6 batches: 0.6 of a step
+
+
+def test_ablation_stage_has_its_own_checkpoints_logs_and_model(tmp_path, tiny_base, judges):
+    from safealign.config import Config
+
+    make_run(tmp_path, tiny_base, rm_root=judges)
+    cfg = make_cfg(tmp_path, tiny_base, judges, algorithm="mm_dpo")
+    raw = dict(cfg.raw, run=dict(cfg.raw["run"], report_to=["tensorboard"]))
+    trainer, ctx = build_trainer(Config(raw), stage="dpo_mm_dpo")
+    assert trainer.args.output_dir == str(tmp_path / "checkpoints" / "dpo_mm_dpo")
+    assert ctx["output"] == tmp_path / "models" / "aligned_mm_dpo"
+    boards = [cb for cb in trainer.callback_handler.callbacks if type(cb).__name__ == "TensorBoardCallback"]
+    assert [cb.logging_dir for cb in boards] == [str(tmp_path / "logs" / "dpo_mm_dpo")]
+
+
+def test_the_config_decides_the_starting_policy_not_a_leftover_folder(tmp_path, tiny_base, judges):
+    from safealign.config import Config
+
+    make_run(tmp_path, tiny_base, rm_root=judges)
+    (tmp_path / "models" / "sft").mkdir(parents=True)
+    (tmp_path / "models" / "sft" / "config.json").write_text("{}")  # left over from another run
+    cfg = make_cfg(tmp_path, tiny_base, judges)
+    _, ctx = build_trainer(cfg)
+    assert ctx["policy"] == str(tiny_base)  # sft is off: model.name_or_path
+    (tmp_path / "models" / "sft" / "config.json").unlink()
+    with pytest.raises(SafeAlignError, match=r"models/sft: the starting policy \(sft.enabled\) is not trained yet"):
+        build_trainer(Config(dict(cfg.raw, sft={"enabled": True})))

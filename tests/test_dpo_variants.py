@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from test_dpo_common import make_cfg, make_run
+from helpers.dpo import make_cfg, make_run
 
 from safealign.dpo.train import build_trainer, run_train_dpo
 from safealign.errors import SafeAlignError
@@ -87,13 +87,14 @@ def _cli(*args):
 
 
 def test_cli_errors_are_one_line(tmp_path, tiny_base, judges):
-    from test_dpo_common import toy_records, write_cfg, write_jsonl
+    from helpers.dpo import toy_records, write_cfg, write_jsonl
 
     make_run(tmp_path, tiny_base, rm_root=judges)
     cfg = write_cfg(tmp_path / "c.yaml", make_cfg(tmp_path, tiny_base, judges))
-    proc = _cli("--config", str(cfg), "--resume")
-    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith(
-        "error: --resume: no complete checkpoint found in"), proc.stderr[-2000:]
+    proc = _cli("--config", str(cfg), "--resume", str(tmp_path / "checkpoints" / "dpo" / "checkpoint-9"))
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        f"error: --resume {tmp_path / 'checkpoints' / 'dpo' / 'checkpoint-9'}: no such checkpoint folder"), \
+        proc.stderr[-2000:]
     rows = toy_records(5)
     del rows[2]["safer_response_id"]
     write_jsonl(tmp_path / "data" / "train.jsonl", rows)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from openai_server import OpenAIServer  # noqa: E402
+from helpers.openai_server import OpenAIServer  # noqa: E402
 
 from safealign.config import Config  # noqa: E402
 from safealign.errors import ConfigError, SafeAlignError  # noqa: E402
@@ -66,10 +66,30 @@ def test_cost_model_judge_is_unsafe_exactly_when_cost_is_positive(tiny_cost_mode
     ok, detail = judge.judge(prompts[1], responses[1])  # alone (no padding): the same score up to float noise
     assert ok == verdicts[1][0] and detail["cost"] == pytest.approx(verdicts[1][1]["cost"], abs=1e-5)
     median = sorted(d["cost"] for _, d in verdicts)[1]
-    shifted = CostModelJudge(str(tiny_cost_model), threshold=median).judge_many(prompts, responses, show_progress=False)
+    shifted = CostModelJudge(str(tiny_cost_model), cutoff=median).judge_many(prompts, responses, show_progress=False)
     assert sum(ok for ok, _ in shifted) == 2
-    with pytest.raises(SafeAlignError, match="cost_model_path"):
+    with pytest.raises(SafeAlignError, match="missing: no trained cost model there"):
         CostModelJudge(str(tiny_cost_model.parent / "missing"))
+
+
+def test_the_cost_model_judge_reads_the_runs_cost_model(tiny_cost_model, tmp_path):
+    """No eval-side path: the run's cost model (`layout.judge("harmless")`), or `reward.harmless_rm_path`."""
+    from safealign.evaluation.judges import make_judge
+    from safealign.layout import RunLayout
+
+    ev = {"eval": {"judge": "cost-model", "cost_model_cutoff": 1.5}}
+    cfg = Config({"run": {"run_dir": str(tmp_path / "run")}, "reward": {"harmless_rm_path": str(tiny_cost_model)},
+                  **ev})
+    judge = make_judge("cost-model", cfg.section("eval"), RunLayout.from_config(cfg))
+    assert judge.path == str(tiny_cost_model) and judge.cutoff == 1.5
+    bare = Config({"run": {"run_dir": str(tmp_path / "run")}, **ev})
+    with pytest.raises(SafeAlignError, match=r"run/models/harmless_rm: no trained cost model"):
+        make_judge("cost-model", bare.section("eval"), RunLayout.from_config(bare))
+    # the LLM safety judge has the LLM judges' own retry/timeout/concurrency settings (not MT-Bench's)
+    llm = Config({"eval": {"judge": "llm", "llm_judge_base_url": "http://127.0.0.1:9/v1", "judge_max_retries": 2,
+                           "judge_concurrency": 3, "judge_timeout": 7.5}})
+    judge = make_judge("llm", llm.section("eval"), RunLayout.from_config(llm))
+    assert (judge.client.max_retries, judge.concurrency, judge.client._client.timeout) == (2, 3, 7.5)
 
 
 def test_llm_judge_over_http_with_cache(tmp_path):
@@ -110,6 +130,14 @@ def test_eval_config_validation():
         section(extra_judges=["toy", "oracle"])
     with pytest.raises(ConfigError, match=r"eval\.max_safety_prompts: must be > 0"):
         section(max_safety_prompts=0)
+    with pytest.raises(ConfigError, match=r"eval\.judge_timeout: must be > 0"):
+        section(judge_timeout=0)
+    with pytest.raises(ConfigError, match=r"eval\.judge_max_retries: must be >= 0"):
+        section(judge_max_retries=-1)
+    # removed / renamed keys are unknown (cost_threshold is the λ target of `dpo` only)
+    for gone in ("cost_threshold", "cost_model_path", "helpful_rm_path", "helpful_base_model", "mt_bench_timeout"):
+        with pytest.raises(ConfigError, match=rf"eval\.{gone}: unknown key"):
+            section(**{gone: 1})
 
 
 def test_moderation_judge_plumbing_on_a_tiny_model(tiny_base, tmp_path):
@@ -130,7 +158,7 @@ def test_moderation_judge_plumbing_on_a_tiny_model(tiny_base, tmp_path):
 def test_local_prompt_file_and_its_errors(tmp_path):
     import json
 
-    from safealign.evaluation.safety import file_prompts
+    from safealign.evaluation.prompts import file_prompts
 
     good = tmp_path / "p.jsonl"
     good.write_text(json.dumps({"prompt": "q1", "category": "weapons"}) + "\n" + json.dumps({"prompt": "q2"}) + "\n")

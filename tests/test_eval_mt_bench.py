@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from openai_server import OpenAIServer  # noqa: E402
+from helpers.openai_server import OpenAIServer  # noqa: E402
 
 from safealign.errors import SafeAlignError  # noqa: E402
 from safealign.evaluation import mt_bench as mb  # noqa: E402

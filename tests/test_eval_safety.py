@@ -9,25 +9,33 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from openai_server import OpenAIServer  # noqa: E402
+from helpers.openai_server import OpenAIServer  # noqa: E402
 
 from safealign.cli import main  # noqa: E402
 from safealign.config import Config  # noqa: E402
-from safealign.data.toy_world import ToyJudge, toy_prompts  # noqa: E402
+from safealign.errors import DataError  # noqa: E402
+from safealign.toy import ToyJudge, toy_prompts  # noqa: E402
 from safealign.evaluation.run import evaluate_model  # noqa: E402
 from safealign.fileio import read_json, read_jsonl, write_jsonl  # noqa: E402
 
 GEN = {"max_new_tokens": 12, "batch_size": 16}
 
 
+def _record(prompt: str, harmful: bool, categories: list[str]) -> dict:
+    """A canonical preference record (docs/DESIGN.md) whose prompt is `prompt`."""
+    return {"prompt": prompt, "response_0": "I cannot help with that.", "response_1": "Sure.",
+            "better_response_id": 1, "safer_response_id": 0, "is_response_0_safe": True,
+            "is_response_1_safe": not harmful, "harm_categories": categories, "is_harmful_prompt": harmful}
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A run folder whose data/test.jsonl holds toy-world harmful and benign prompts (canonical fields)."""
+    """A run folder whose data/test.jsonl holds toy-world harmful and benign prompts (canonical records)."""
     run = tmp_path_factory.mktemp("run")
     toy = ToyJudge()
     harmful, benign = toy_prompts(harmful=True)[::12], toy_prompts(harmful=False)[::20]
-    rows = [{"prompt": p, "is_harmful_prompt": True, "harm_categories": [toy.category(p)]} for p in harmful]
-    rows += [{"prompt": p, "is_harmful_prompt": False, "harm_categories": []} for p in benign]
+    rows = [_record(p, True, [toy.category(p)]) for p in harmful]
+    rows += [_record(p, False, []) for p in benign]
     rows.append(dict(rows[0]))  # the same prompt in two pairs is asked once
     write_jsonl(run / "data" / "test.jsonl", rows)
     return run
@@ -118,7 +126,7 @@ def test_evaluate_all_cli_then_report(tiny_base, run_dir, tmp_path, capsys):
                "eval": {**GEN, "max_safety_prompts": 8, "max_helpful_prompts": 6, "mt_bench_questions": str(qfile),
                         "mt_bench_judge_prompts": str(prompts), "mt_bench_reference_answers": str(refs),
                         "mt_bench_judge_base_url": srv.base_url, "mt_bench_api_key_env": "NO_KEY_ENV",
-                        "mt_bench_max_new_tokens": 8, "mt_bench_concurrency": 2}}
+                        "mt_bench_max_new_tokens": 8, "judge_concurrency": 2}}
         cfg_file = tmp_path / "cfg.yaml"
         cfg_file.write_text(yaml.safe_dump(cfg))
         rc = main(["evaluate", "all", "--config", str(cfg_file), "--model", f"base={tiny_base}",
@@ -168,6 +176,8 @@ def test_evaluate_all_cli_then_report(tiny_base, run_dir, tmp_path, capsys):
 
 
 def test_helpful_rm_mean_score_and_win_rate_vs_base(tiny_base, run_dir, tmp_path):
+    """The judges are the run's (`reward.*_rm_path` here) and the win-rate base is the run's base policy
+    (`layout.policy_start`: `model.name_or_path` when it is neither tiny nor warmed up)."""
     import shutil
 
     from safealign.models.loading import load_score_model, load_tokenizer
@@ -178,11 +188,13 @@ def test_helpful_rm_mean_score_and_win_rate_vs_base(tiny_base, run_dir, tmp_path
     tok.save_pretrained(rm)
     copy = tmp_path / "copy_of_base"
     shutil.copytree(tiny_base, copy)  # another path, same weights: every comparison is a tie
-    cfg = _cfg(run_dir, judge="cost-model", cost_model_path=str(rm), helpful_rm_path=str(rm),
-               helpful_base_model=str(tiny_base), max_safety_prompts=4, max_helpful_prompts=5)
+    cfg = Config({"run": {"run_dir": str(run_dir)}, "model": {"name_or_path": str(tiny_base)},
+                  "reward": {"helpful_rm_path": str(rm), "harmless_rm_path": str(rm)},
+                  "eval": {**GEN, "judge": "cost-model", "max_safety_prompts": 4, "max_helpful_prompts": 5}})
     res = evaluate_model(cfg, "copy", str(copy), "safety", tmp_path / "out")
     h = res["helpfulness"]
-    assert h["judge"] == "helpful-rm" and h["n"] == 5
+    assert h["judge"] == "helpful-rm" and h["n"] == 5  # auto: the run has a helpful RM
+    assert h["base_model"] == str(tiny_base) and h["helpful_rm_path"] == str(rm)
     assert h["win_rate"] == 0.5 and h["helpfulness"] == 0.5 and h["mean_score"] == pytest.approx(h["base_mean_score"])
     assert (tmp_path / "out" / ".cache" / "base_generation.jsonl").is_file()
     assert res["safety"]["judge"] == "cost-model"
@@ -190,3 +202,28 @@ def test_helpful_rm_mean_score_and_win_rate_vs_base(tiny_base, run_dir, tmp_path
 
     rep = build_report(tmp_path / "out")
     assert list(rep["models"]) == ["copy"] and rep["models"]["copy"]["helpfulness_judge"] == "helpful-rm"
+    # without a helpful RM in the run, `auto` skips helpfulness instead of failing
+    bare = Config({"run": {"run_dir": str(run_dir)}, "reward": {"harmless_rm_path": str(rm)},
+                   "eval": {**GEN, "judge": "cost-model", "max_safety_prompts": 2}})
+    assert evaluate_model(bare, "copy", str(copy), "safety", tmp_path / "out2")["helpfulness"] is None
+
+
+def test_another_split_and_data_output_dir(tiny_base, tmp_path):
+    """`split="val"` asks the validation prompts (the sweep's case, no faked run folder), read from
+    `data.output_dir` through the layout; a prompt's categories are the union over its records."""
+    toy = ToyJudge()
+    harmful, benign = toy_prompts(harmful=True)[1:4], toy_prompts(harmful=False)[1:3]
+    rows = [_record(p, True, [toy.category(p)]) for p in harmful] + [_record(p, False, []) for p in benign]
+    rows.append(_record(harmful[0], True, ["extra_category"]))
+    data = tmp_path / "prepared"
+    write_jsonl(data / "val.jsonl", rows)
+    cfg = Config({"run": {"run_dir": str(tmp_path / "run")}, "data": {"output_dir": str(data)}, "eval": GEN})
+    res = evaluate_model(cfg, "base", str(tiny_base), "safety", split="val")
+    out = tmp_path / "run" / "results" / "base"  # the layout's results folder
+    answers = read_jsonl(out / "safety_answers.jsonl")
+    assert [a["prompt"] for a in answers] == harmful and res["safety"]["n"] == 3
+    assert answers[0]["categories"] == [toy.category(harmful[0]), "extra_category"]
+    assert [a["prompt"] for a in read_jsonl(out / "helpfulness_answers.jsonl")] == benign
+    assert res["split"] == "val" and read_json(out / "safety.json")["prompt_split"] == "val"
+    with pytest.raises(DataError, match="test.jsonl: file not found"):
+        evaluate_model(cfg, "base", str(tiny_base), "safety")  # no test split prepared there

@@ -6,19 +6,20 @@ minute on 2 cores.
 """
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from helpers.processes import kill_when
+
 from safealign.config import load_config
 from safealign.errors import ConfigError, SafeAlignError
 from safealign.fileio import read_json, write_json
-from safealign.pipeline import _entry, build_plan, model_names, run_pipeline, select_stages
+from safealign.pipeline.plan import build_plan, model_names, select_stages
+from safealign.pipeline.runner import run_pipeline
+from safealign.sweep.run import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "ci_small.yaml"
@@ -36,39 +37,27 @@ def stage_records(run_dir) -> dict:
     return read_json(Path(run_dir) / "run.json")["stages"]
 
 
+def stage_status(run_dir, name: str) -> str | None:
+    """The stage's status in run.json, None while there is none yet."""
+    try:
+        return stage_records(run_dir).get(name, {}).get("status")
+    except (OSError, json.JSONDecodeError, KeyError):
+        return None
+
+
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("pipeline") / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "safealign.cli", "pipeline", "--config", str(CONFIG),
-                             "--run-dir", str(run_dir)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    killed_in = None
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                recs = stage_records(run_dir)
-            except (OSError, json.JSONDecodeError, KeyError):
-                recs = {}
-            if recs.get(KILL_AFTER, {}).get("status") == "done":
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                killed_in = {k: v.get("status") for k, v in stage_records(run_dir).items()}
-                break
-            time.sleep(0.2)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert killed_in is not None, "the first run ended before it could be killed"
+    killed = kill_when(["pipeline", "--config", CONFIG, "--run-dir", run_dir],
+                       lambda: stage_status(run_dir, KILL_AFTER) == "done", timeout=240, poll=0.2)
+    assert killed, "the first run ended before it could be killed"
     before = stage_records(run_dir)
     t0 = time.time()
     state = run_pipeline(cfg_for(run_dir))
-    return {"dir": run_dir, "killed_in": killed_in, "before": before, "state": state,
-            "seconds": time.time() - t0}
+    return {"dir": run_dir, "before": before, "state": state, "seconds": time.time() - t0}
 
 
+@pytest.mark.slow
 def test_every_artifact(ci_run):
     d = ci_run["dir"]
     for split in ("train", "val", "test"):
@@ -93,6 +82,7 @@ def test_every_artifact(ci_run):
     assert (d / "run.md").is_file() and (d / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_run_json_bookkeeping(ci_run):
     data = read_json(ci_run["dir"] / "run.json")
     assert data["order"] == STAGES
@@ -107,6 +97,7 @@ def test_run_json_bookkeeping(ci_run):
     assert data["stages"]["dpo"]["result"]["algorithm"] == "safe_mm_dpo"
 
 
+@pytest.mark.slow
 def test_kill_between_stages_then_rerun_recomputes_nothing_done(ci_run):
     before, after = ci_run["before"], ci_run["state"]["stages"]
     done_before = [s for s in STAGES if before.get(s, {}).get("status") == "done"]
@@ -119,6 +110,7 @@ def test_kill_between_stages_then_rerun_recomputes_nothing_done(ci_run):
     assert set(ran) | set(ci_run["state"]["last_invocation"]["skipped"]) == set(STAGES)
 
 
+@pytest.mark.slow
 def test_second_run_skips_everything(ci_run):
     d = ci_run["dir"]
     weights = d / "models" / "aligned" / "model.safetensors"
@@ -129,6 +121,7 @@ def test_second_run_skips_everything(ci_run):
     assert weights.stat().st_mtime_ns == mtime
 
 
+@pytest.mark.slow
 def test_only_from_and_stale_downstream(ci_run):
     d = ci_run["dir"]
     prev = stage_records(d)
@@ -144,12 +137,14 @@ def test_only_from_and_stale_downstream(ci_run):
     assert recs["dpo"]["finished_at"] == prev["dpo"]["finished_at"]
 
 
+@pytest.mark.slow
 def test_config_change_reruns_only_what_reads_it(ci_run):
     d = ci_run["dir"]
     state = run_pipeline(cfg_for(d, "eval.max_new_tokens=12"))
     assert state["last_invocation"]["ran"] == [s for s in STAGES if s.startswith("evaluate_")] + ["report"]
 
 
+@pytest.mark.slow
 def test_interrupted_stage_resumes_from_its_checkpoint(ci_run):
     d = ci_run["dir"]
     assert list((d / "checkpoints" / "harmless_rm").glob("checkpoint-*"))
@@ -182,13 +177,35 @@ def test_stage_selection_and_plan(tmp_path):
         cfg_for(tmp_path / "r", "pipeline.ablations=[ppo]")
 
 
-def test_missing_module_fails_clearly():
-    with pytest.raises(SafeAlignError, match="stage x: safealign.not_there is not built yet"):
-        _entry("x", "safealign.not_there", "run")
-    with pytest.raises(SafeAlignError, match="safealign.fileio.nope is not built yet"):
-        _entry("x", "safealign.fileio", "nope")
+def test_base_policy_is_one_rule_from_the_config(tmp_path):
+    """The start of alignment and the report's `base` come from the config, never from a leftover folder."""
+    d = tmp_path / "r"
+    (d / "models" / "sft").mkdir(parents=True)
+    (d / "models" / "sft" / "config.json").write_text("{}")  # left by an earlier run with sft on
+    plan = {s.name: s for s in build_plan(cfg_for(d, "sft.enabled=false"))}
+    assert not plan["sft"].enabled and plan["evaluate_base"].extra["model"] == str(d / "models" / "base")
+    assert d / "models" / "sft" not in plan["dpo"].inputs and d / "models" / "base" in plan["dpo"].inputs
+    plan = {s.name: s for s in build_plan(cfg_for(d))}  # sft on: it is the start and the report's base
+    assert plan["evaluate_base"].extra["model"] == str(d / "models" / "sft") and d / "models" / "sft" in plan["dpo"].inputs
+    hub = {s.name: s for s in build_plan(cfg_for(d, "sft.enabled=false", "model.name_or_path=some/hub-model"))}
+    assert not hub["base"].enabled and hub["evaluate_base"].extra["model"] == "some/hub-model"
+    assert hub["evaluate_base"].inputs == [d / "data" / "test.jsonl"]
 
 
+def test_every_stage_reads_the_layouts_paths(tmp_path):
+    """`data.output_dir` reaches every stage that reads the data; each training stage has its own checkpoints."""
+    d, data = tmp_path / "r", tmp_path / "prepared"
+    plan = {s.name: s for s in build_plan(cfg_for(d, f"data.output_dir={data}"))}
+    assert plan["prepare"].outputs == [data / f"{s}.jsonl" for s in ("train", "val", "test")]
+    for name in ("sft", "helpful_rm", "harmless_rm", "dpo", "dpo_dpo", "distill"):
+        assert data in plan[name].inputs, name
+        assert plan[name].checkpoint_dir == d / "checkpoints" / name
+    assert all(s.inputs[0] == data / "test.jsonl" for n, s in plan.items() if n.startswith("evaluate_"))
+    assert plan["dpo_mm_dpo"].outputs == [d / "models" / "aligned_mm_dpo" / "config.json"]
+    assert plan["dpo_mm_dpo"].cfg.section("dpo").algorithm == "mm_dpo"
+
+
+@pytest.mark.slow
 def test_launcher_runs_a_training_stage_in_a_child_process(ci_run):
     """`pipeline.launcher` (accelerate launch / torchrun on GPUs) here is plain python: same CLI, same outputs."""
     d = ci_run["dir"]
@@ -202,11 +219,10 @@ def test_launcher_runs_a_training_stage_in_a_child_process(ci_run):
     assert (d / "stage_configs" / "dpo_dpo.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_sweep_end_to_end_and_resume(ci_run, capsys):
     """Two grid points on the finished CI run: trained, evaluated on validation prompts, selected, written;
     a second call trains nothing."""
-    from safealign.sweep import run_sweep
-
     d = ci_run["dir"]
     cfg = cfg_for(d, "sweep.lambda_init=[0.5, 2.0]", "sweep.w=[0.5]", "dpo.max_steps=2")
     res = run_sweep(cfg)
@@ -218,9 +234,13 @@ def test_sweep_end_to_end_and_resume(ci_run, capsys):
     best = load_config(out / "best.yaml")  # a valid config, ready for the full training
     chosen = next(p for p in res["points"] if p["id"] == res["selection"]["best"])
     assert best.section("dpo").lambda_init == chosen["lambda_init"] and "sweep" not in best.raw
-    val = [json.loads(line) for line in (out / "val_view" / "data" / "test.jsonl").read_text().splitlines()]
     val_prompts = {json.loads(line)["prompt"] for line in (d / "data" / "val.jsonl").read_text().splitlines()}
-    assert val and all(r["prompt"] in val_prompts for r in val)  # validation prompts, never the test split
+    for pid in ("lambda0.5_w0.5", "lambda2_w0.5"):  # validation prompts, never the test split
+        for answers in ("safety_answers.jsonl", "helpfulness_answers.jsonl"):
+            asked = [json.loads(line)["prompt"] for line in (out / "eval" / pid / answers).read_text().splitlines()]
+            assert 0 < len(asked) <= 8 and set(asked) <= val_prompts, (pid, answers)
+        assert (out / "points" / pid / "models" / "aligned" / "config.json").is_file()
+        assert list((d / "checkpoints" / f"sweep_{pid}").glob("checkpoint-*"))
     capsys.readouterr()
     again = run_sweep(cfg)
     assert again["points"] == res["points"]
@@ -233,28 +253,20 @@ def test_sweep_end_to_end_and_resume(ci_run, capsys):
     assert capsys.readouterr().out.count("skipped (already evaluated)") == 2
 
 
+@pytest.mark.slow
 def test_killed_mid_stage_resumes_from_its_checkpoint(ci_run):
     """SIGKILL during DPO training, after a checkpoint: the rerun continues from it instead of starting over."""
     d = ci_run["dir"]
     sets = ["dpo.max_steps=30", "dpo.save_steps=4", "dpo.eval_steps=100", "dpo.logging_steps=1"]
     ckpt = d / "checkpoints" / "dpo"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    argv = [sys.executable, "-m", "safealign.cli", "pipeline", "--config", str(CONFIG), "--run-dir", str(d),
-            "--only", "dpo"] + [x for s in sets for x in ("--set", s)]
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            done = [p for p in ckpt.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-            if done and stage_records(d)["dpo"]["status"] == "running":
-                time.sleep(0.3)  # let the checkpoint's rename settle; a torn one must not load anyway
-                proc.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+
+    def checkpoint_written() -> bool:
+        done = [p for p in ckpt.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+        return bool(done) and stage_status(d, "dpo") == "running"
+
+    # the pause lets the checkpoint's rename settle; a torn one must not load anyway
+    argv = ["pipeline", "--config", CONFIG, "--run-dir", d, "--only", "dpo"] + [x for s in sets for x in ("--set", s)]
+    kill_when(argv, checkpoint_written, timeout=180, poll=0.05, settle=0.3)
     rec = stage_records(d)["dpo"]
     if rec["status"] != "running":
         pytest.skip("the DPO stage finished before it could be killed (machine too fast for the window)")

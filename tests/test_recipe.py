@@ -31,6 +31,10 @@ def test_recipe_loads_and_validates_with_seed_hyperparameters(recipe):
     recipe.validate(list(recipe.raw))  # every section present, built and checked
     assert recipe.section("model").name_or_path == "mistralai/Mistral-7B-v0.1"
     assert recipe.section("model").use_lora and recipe.section("model").dtype == "bfloat16"
+    # the judges load through the model section: LoRA with its settings, not a second LoRA block
+    rm_model = recipe.section("reward").model_config(recipe.section("model"))
+    assert rm_model.use_lora and (rm_model.lora_r, rm_model.lora_alpha) == (16, 32)
+    assert rm_model.name_or_path == "mistralai/Mistral-7B-v0.1"
     assert recipe.section("data").dataset == "PKU-Alignment/PKU-SafeRLHF"
     d = recipe.section("dpo")
     seed = dict(algorithm="safe_mm_dpo", lambda_init=1.0, w=0.5, k=0.5, beta_ori=0.1, learning_rate=5e-7,
@@ -49,7 +53,7 @@ def test_recipe_loads_and_validates_with_seed_hyperparameters(recipe):
 
 
 def test_recipe_pipeline_plan(recipe, tmp_path):
-    from safealign.pipeline import build_plan
+    from safealign.pipeline.plan import build_plan
 
     cfg = recipe.with_overrides([("run.run_dir", str(tmp_path))])
     plan = {s.name: s for s in build_plan(cfg)}

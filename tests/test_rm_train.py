@@ -1,17 +1,21 @@
-"""train-rm end to end on a small toy world: CLI, output folder, sign convention, save -> reload, bad input."""
+"""train-rm end to end on a small toy world: CLI, output folder, sign convention, save -> reload, bad input,
+the model section with `reward.model` overrides, atomic checkpoints."""
 
 import hashlib
 import json
+import os
 
 import pytest
+import torch
 
 from safealign.cli import main
 from safealign.config import load_config
-from safealign.data.toy_world import generate_toy_world
 from safealign.errors import ConfigError
 from safealign.fileio import read_json, write_jsonl
 from safealign.rm.scoring import load_scorer, score_pairs
-from safealign.rm.train import run_train_rm
+from safealign.rm.train import build_trainer, run_train_rm
+from safealign.toy import generate_toy_world
+from safealign.training import STAGING, TRAINER_STATE, resolve_resume
 
 FIELDS = ["prompt", "response_0", "response_1", "better_response_id", "safer_response_id",
           "is_response_0_safe", "is_response_1_safe"]
@@ -44,7 +48,7 @@ COMMON = ["--set", "reward.learning_rate=3e-3", "--set", "reward.num_train_epoch
 def test_cli_trains_cost_model_with_sign_convention_and_reload(toy_data, tiny_base, tmp_path):
     run_dir = tmp_path / "run"
     rc = main(["train-rm", "--dimension", "harmless", "--data-dir", str(toy_data), "--run-dir", str(run_dir),
-               "--set", f"reward.model_name_or_path={tiny_base}", *COMMON])
+               "--set", f"model.name_or_path={tiny_base}", *COMMON])
     assert rc == 0
     out = run_dir / "models" / "harmless_rm"
     for name in ("model.safetensors", "config.json", "tokenizer.json", "config.yaml", "metrics.json", "metrics.md"):
@@ -72,8 +76,8 @@ def test_cli_trains_cost_model_with_sign_convention_and_reload(toy_data, tiny_ba
 
 
 def test_helpful_lora_with_centering(toy_data, tiny_base, tmp_path):
-    cfg = load_config(None, [f"run.run_dir={tmp_path}", f"reward.model_name_or_path={tiny_base}",
-                             "reward.use_lora=true", "reward.lora_r=8", "reward.center_coeff=0.01",
+    cfg = load_config(None, [f"run.run_dir={tmp_path}", f"model.name_or_path={tiny_base}",
+                             "reward.model={use_lora: true}", "model.lora_r=8", "reward.center_coeff=0.01",
                              "reward.learning_rate=3e-3", "reward.num_train_epochs=1", "reward.eval_steps=10",
                              "reward.save_steps=10", "run.report_to=[none]"])
     metrics = run_train_rm(cfg, "helpful", data_dir=toy_data)
@@ -101,9 +105,9 @@ def test_bad_record_names_file_row_and_field(toy_data, tiny_base, tmp_path, caps
     (data / "train.jsonl").write_text("\n".join(lines) + "\n")
     (data / "val.jsonl").write_text("\n".join(lines[:2]) + "\n")
     rc = main(["train-rm", "--dimension", "harmless", "--data-dir", str(data), "--run-dir", str(tmp_path / "r"),
-               "--set", f"reward.model_name_or_path={tiny_base}"])
+               "--set", f"model.name_or_path={tiny_base}"])
     assert rc == 2
-    assert f"{data / 'train.jsonl'}:3: safer_response_id: expected 0 or 1 (got 2)" in capsys.readouterr().err
+    assert f"{data / 'train.jsonl'}:3: safer_response_id: must be 0 or 1 (got 2)" in capsys.readouterr().err
     assert not (tmp_path / "r" / "models" / "harmless_rm").exists()
 
 
@@ -112,6 +116,70 @@ def test_config_validation():
         load_config(None, ["reward.learning_rate=0"])
     with pytest.raises(ConfigError, match=r"reward.metric_for_best_model"):
         load_config(None, ["reward.metric_for_best_model=f1"])
+    with pytest.raises(ConfigError, match=r"reward.use_lora: unknown key"):  # LoRA is the model section's
+        load_config(None, ["reward.use_lora=true"])
+    with pytest.raises(ConfigError, match=r"reward.model.lora_rr: unknown key \(did you mean 'lora_r'\?\)"):
+        load_config(None, ["reward.model={lora_rr: 8}"])
+    with pytest.raises(ConfigError, match=r"reward.model.lora_dropout: must be in \[0, 1\)"):
+        load_config(None, ["reward.model={lora_dropout: 1.5}"])
     r = load_config(None).section("reward")
     assert (r.learning_rate, r.per_device_train_batch_size, r.num_train_epochs, r.max_grad_norm) == (2e-5, 16, 2, 1.0)
+    assert (r.per_device_eval_batch_size, r.warmup_steps, r.eval_steps, r.save_steps, r.save_total_limit) == \
+        (32, 0.03, 50, 50, 2)
     assert r.remove_unused_columns is False and r.bf16 is False  # no CUDA here
+
+
+def _cfg(tmp_path, tiny_base, *sets):
+    return load_config(None, [f"run.run_dir={tmp_path}", f"model.name_or_path={tiny_base}", "run.report_to=[none]",
+                              *sets])
+
+
+def test_reward_model_overrides_take_the_model_sections_lora(toy_data, tiny_base, tmp_path):
+    """`reward.model: {use_lora: true}` trains LoRA judges with the model section's LoRA settings, while the
+    policy (the model section itself) stays without LoRA; without the override the RM follows `model`."""
+    cfg = _cfg(tmp_path, tiny_base, "reward.model={use_lora: true}", "model.lora_r=8", "model.lora_alpha=24",
+               "model.lora_target_modules=[q_proj, v_proj]")
+    assert not cfg.section("model").use_lora
+    trainer, _ = build_trainer(cfg, "helpful", data_dir=toy_data)
+    lora = trainer.model.peft_config["default"]
+    assert (lora.r, lora.lora_alpha, sorted(lora.target_modules)) == (8, 24, ["q_proj", "v_proj"])
+    assert lora.task_type == "SEQ_CLS"  # the score head trains too
+    assert next(trainer.model.parameters()).dtype == torch.float32
+    trainer, _ = build_trainer(_cfg(tmp_path, tiny_base, "model.use_lora=true", "model.lora_r=4"), "helpful",
+                               data_dir=toy_data)
+    assert trainer.model.peft_config["default"].r == 4
+    trainer, _ = build_trainer(_cfg(tmp_path, tiny_base, "model.use_lora=true", "reward.model={use_lora: false}"),
+                               "helpful", data_dir=toy_data)
+    assert not hasattr(trainer.model, "peft_config")
+
+
+def test_zero_optimizer_steps_is_a_config_error(toy_data, tiny_base, tmp_path):
+    cfg = _cfg(tmp_path, tiny_base, "reward.num_train_epochs=0.01")  # 300 pairs / 16 a batch: 0.19 steps
+    with pytest.raises(ConfigError, match=r"^reward.num_train_epochs: 300 training examples .* no optimizer step"):
+        build_trainer(cfg, "helpful", data_dir=toy_data)
+
+
+def test_checkpoints_are_written_atomically(toy_data, tiny_base, tmp_path):
+    sets = ["reward.max_steps=2", "reward.save_steps=1", "reward.eval_steps=1", "reward.logging_steps=1"]
+    trainer, _ = build_trainer(_cfg(tmp_path, tiny_base, *sets), "helpful", data_dir=toy_data)
+    out = trainer.args.output_dir
+    assert out == str(tmp_path / "checkpoints" / "helpful_rm")
+
+    def die(output_dir):  # the process "dies" after the weights and optimizer of checkpoint-1 are written
+        raise KeyboardInterrupt("killed while saving")
+
+    trainer._save_rng_state = die
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert os.listdir(out) == [STAGING]  # the partial save is only in staging: no checkpoint-1 to resume from
+    assert os.path.isfile(os.path.join(out, STAGING, "checkpoint-1", "model.safetensors"))
+    assert resolve_resume("latest", out) is None
+
+    trainer, _ = build_trainer(_cfg(tmp_path, tiny_base, *sets), "helpful", data_dir=toy_data)
+    trainer.train()  # a fresh start clears staging; every save lands complete
+    assert sorted(os.listdir(out)) == ["checkpoint-1", "checkpoint-2"]
+    for name in ("checkpoint-1", "checkpoint-2"):
+        assert {TRAINER_STATE, "model.safetensors", "optimizer.pt"} <= set(os.listdir(os.path.join(out, name)))
+    best = read_json(os.path.join(out, "checkpoint-2", TRAINER_STATE))["best_model_checkpoint"]
+    assert best in (os.path.join(out, "checkpoint-1"), os.path.join(out, "checkpoint-2"))  # not the staging path
+    assert resolve_resume("latest", out).endswith("checkpoint-2")

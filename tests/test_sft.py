@@ -1,12 +1,12 @@
 """Response-only SFT: masking, the loss against a hand computation, training lowers the validation loss,
-checkpoints resume, config validation."""
+atomic checkpoints resume, the warm-up reads the run's data through the one record reader, config validation."""
 
 import json
 
 import pytest
 import torch
 
-from safealign.chat import encode_pair, prompt_text
+from safealign.chat import prompt_text
 from safealign.sft import (IGNORE_INDEX, EncodedDataset, ResponseOnlyCollator, SFTStageConfig, chosen_examples,
                            response_loss, run_sft)
 
@@ -82,38 +82,56 @@ def test_loss_is_the_response_token_cross_entropy(tiny_base, tok, tmp_path):
 def test_sft_lowers_validation_loss_and_saves_a_plain_model(tiny_base, tmp_path):
     from transformers import AutoModelForCausalLM
 
+    from safealign.training import STAGING, TRAINER_STATE
+
     out_dir = tmp_path / "sft"
-    metrics = run_sft(_examples(160), _examples(32, offset=500), str(tiny_base), out_dir, _args(tmp_path),
-                      max_length=64, report_to=["tensorboard"], logging_dir=tmp_path / "logs")
+    metrics = run_sft(_examples(160), _examples(32, offset=500), str(tiny_base), out_dir,
+                      _args(tmp_path, max_length=64))
     print("initial val loss", metrics["initial_val_loss"], "final", metrics["val_loss"])
     assert metrics["val_loss"] < metrics["initial_val_loss"] - 1.0
     assert metrics["val_perplexity"] < metrics["initial_val_perplexity"]
     for name in ("model.safetensors", "config.json", "tokenizer.json", "config.yaml", "metrics.json"):
         assert (out_dir / name).is_file(), name
     assert json.loads((out_dir / "metrics.json").read_text())["val_loss"] == metrics["val_loss"]
-    assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
     assert not list(out_dir.parent.glob(".sft.tmp-*"))
     AutoModelForCausalLM.from_pretrained(str(out_dir))  # loads back as a plain model
 
-    # resume: a longer schedule continues from the last checkpoint instead of starting over
+    # checkpoints are written through the shared atomic owner: complete, and no staging folder left behind
     ckpts = sorted((tmp_path / "ckpt").glob("checkpoint-*"))
-    assert ckpts
+    assert ckpts and all((c / TRAINER_STATE).is_file() for c in ckpts)
+    assert not (tmp_path / "ckpt" / STAGING).exists()
+    # resume: a longer schedule continues from the last checkpoint instead of starting over
     more = run_sft(_examples(160), _examples(32, offset=500), str(tiny_base), tmp_path / "sft2",
-                   _args(tmp_path, num_train_epochs=3), max_length=64, resume="latest", report_to="none")
+                   _args(tmp_path, num_train_epochs=3, max_length=64), resume="latest")
     assert more["global_step"] == 3 * metrics["global_step"] // 2
     assert "initial_val_loss" not in more  # resumed runs do not re-measure the start
 
 
-def test_bad_examples_name_the_row(tok):
+def test_a_schedule_without_an_optimizer_step_is_a_config_error(tiny_base, tmp_path):
+    from safealign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sft.num_train_epochs: 20 training examples"):
+        run_sft(_examples(20), None, str(tiny_base), tmp_path / "sft", _args(tmp_path, num_train_epochs=0.01),
+                steps_key="sft.num_train_epochs")
+    assert not (tmp_path / "sft").exists() and not (tmp_path / "ckpt").exists()
+
+
+def test_bad_examples_name_the_row(tok, tmp_path):
+    from safealign.config import load_config
     from safealign.errors import DataError
+    from safealign.fileio import write_jsonl
+    from safealign.sft import run_sft_warmup
 
     with pytest.raises(DataError, match="train examples:2: response"):
         EncodedDataset([{"prompt": "a", "response": "b"}, {"prompt": "a"}], tok, source="train examples")
-    with pytest.raises(DataError, match="train.jsonl:1: better_response_id"):
-        chosen_examples([{"prompt": "p", "response_0": "a", "response_1": "b", "better_response_id": 2}],
-                        "train.jsonl")
-    assert chosen_examples([{"prompt": "p", "response_0": "a", "response_1": "b", "better_response_id": 1}],
-                           "x") == [{"prompt": "p", "response": "b"}]
+    good = {"prompt": "p", "response_0": "a", "response_1": "b", "better_response_id": 1, "safer_response_id": 0}
+    assert chosen_examples([good]) == [{"prompt": "p", "response": "b"}]
+    # the warm-up reads the run's train split (here `data.output_dir`) through the one record reader
+    data = tmp_path / "prepared"
+    write_jsonl(data / "train.jsonl", [good, {**good, "better_response_id": 2}])
+    cfg = load_config(None, [f"run.run_dir={tmp_path / 'run'}", f"data.output_dir={data}", "sft.enabled=true"])
+    with pytest.raises(DataError, match=r"train.jsonl:2: better_response_id"):
+        run_sft_warmup(cfg)
 
 
 def test_config_section_validates():
@@ -127,6 +145,8 @@ def test_config_section_validates():
         load_config(None, ["sft.max_length=2"])
     with pytest.raises(ConfigError, match="sft.learning_rate"):
         load_config(None, ["sft.learning_rate=-1"])
+    with pytest.raises(ConfigError, match="sft.max_train_examples"):
+        load_config(None, ["sft.max_train_examples=0"])
 
 
 def test_warmup_trains_the_base_on_the_more_helpful_answers(tmp_path):

@@ -3,7 +3,9 @@
 import pytest
 
 from safealign.errors import ConfigError
-from safealign.sweep import SweepConfig, pareto_front, point_id, select_best, sweep_markdown, sweep_plot
+from safealign.sweep.config import SweepConfig
+from safealign.sweep.report import sweep_markdown, sweep_plot
+from safealign.sweep.select import pareto_front, point_id, select_best
 
 
 def P(lam, w, safety, helpful):

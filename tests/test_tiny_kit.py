@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from safealign.chat import encode_pair, encode_prompt, prompt_text
-from safealign.data.toy_world import generate_toy_world, toy_corpus
+from safealign.toy import generate_toy_world, toy_corpus
 from safealign.models.config import ModelConfig
 from safealign.models.loading import load_causal_lm, load_tokenizer
 from safealign.models.tiny import build_tiny_model, make_tiny_base, train_tokenizer

@@ -4,9 +4,8 @@ import hashlib
 
 import pytest
 
-from safealign.data.toy_content import PROMPT_TEMPLATES
-from safealign.data.toy_world import (TOY_CATEGORIES, ToyJudge, generate_toy_world, toy_corpus, toy_prompts,
-                                      toy_responses)
+from safealign.toy import TOY_CATEGORIES, ToyJudge, generate_toy_world, toy_corpus, toy_prompts, toy_responses
+from safealign.toy.content import PROMPT_TEMPLATES
 
 PKU2024_KEYS = {"prompt", "response_0", "response_1", "is_response_0_safe", "is_response_1_safe",
                 "better_response_id", "safer_response_id", "response_0_harm_category", "response_1_harm_category",

@@ -13,22 +13,26 @@ import logging
 import os
 import sys
 
-from .errors import NotBuiltError, SafeAlignError
+from . import __version__
+from .config import load_config
+from .errors import SafeAlignError
 
 # subcommand -> (entry module, config section that bare `--set key=value` refers to)
 COMMANDS = {
     "prepare": ("safealign.data.prepare", "data"),
+    "sft": ("safealign.sft.warmup", "sft"),
     "train-rm": ("safealign.rm.train", "reward"),
     "train-dpo": ("safealign.dpo.train", "dpo"),
-    "sweep": ("safealign.sweep", "sweep"),
+    "sweep": ("safealign.sweep.run", "sweep"),
     "evaluate": ("safealign.evaluation.run", "eval"),
     "distill": ("safealign.distill", "distill"),
     "report": ("safealign.evaluation.report", "eval"),
-    "pipeline": ("safealign.pipeline", "run"),
+    "pipeline": ("safealign.pipeline.runner", "run"),
 }
 
 HELP = {
     "prepare": "load, clean, de-duplicate and split a preference dataset; write a statistics report",
+    "sft": "warm the base policy up on the more helpful answers (the optional stage before alignment)",
     "train-rm": "train the helpful reward model or the harmless cost model",
     "train-dpo": "align the policy with Safe-MM-DPO (or DPO / MM-DPO / safe DPO ablations)",
     "sweep": "grid search over lambda_init x w; pick the best config",
@@ -63,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--schema", choices=["auto", "pku2023", "pku2024", "pair", "beavertails"])
             p.add_argument("--on-error", choices=["raise", "skip"])
             p.add_argument("--show", type=int, help="print N random records")
+        elif name == "sft":
+            p.add_argument("--output", help="model folder (default <run-dir>/models/sft)")
+            p.add_argument("--resume", nargs="?", const="latest", help="resume from the latest or a given checkpoint")
         elif name == "train-rm":
             p.add_argument("--dimension", choices=["helpful", "harmless"], required=True)
             p.add_argument("--data-dir", help="prepared data folder (default <run-dir>/data)")
@@ -72,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--data-dir", help="prepared data folder (default <run-dir>/data)")
             p.add_argument("--output", help="aligned model folder (default <run-dir>/models/aligned)")
             p.add_argument("--resume", nargs="?", const="latest", help="resume from the latest or a given checkpoint")
+            p.add_argument("--stage", default="dpo", help="checkpoint/log folder name: dpo, or dpo_<algo> for an "
+                                                          "ablation (default dpo)")
         elif name == "evaluate":
             p.add_argument("what", choices=["safety", "mt-bench", "all"])
             p.add_argument("--model", action="append", default=[], help="model path or Hub id (repeatable); NAME=PATH names it")
@@ -99,32 +108,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from . import __version__
-
         print(__version__)
         return 0
     if not args.command:
         parser.print_help()
         return 2
     try:
-        from .config import load_config
-
         module_name, section = COMMANDS[args.command]
         cfg = load_config(args.config, args.overrides, default_section=section)
         run = cfg.section("run")
         setup_logging(args.log_level or run.log_level)
         if args.run_dir:
-            cfg.raw.setdefault("run", {})["run_dir"] = args.run_dir
-            cfg._built.pop("run", None)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name and err.name.startswith("safealign"):
-                raise NotBuiltError(f"safealign {args.command}: not built yet") from None
-            raise
-        if not hasattr(module, "cli_main"):
-            raise NotBuiltError(f"safealign {args.command}: not built yet")
-        return int(module.cli_main(cfg, args) or 0)
+            cfg = cfg.with_overrides([("run.run_dir", args.run_dir)])
+        # The stage's module is imported by name only now, so `safealign --help` does not load torch.
+        return int(importlib.import_module(module_name).cli_main(cfg, args) or 0)
     except SafeAlignError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

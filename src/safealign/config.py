@@ -14,6 +14,7 @@ Every error is a `ConfigError` naming the key, e.g. `dpo.learning_rate: must be 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import hashlib
 import importlib
@@ -27,19 +28,20 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .fileio import write_text
 
 # section name -> "module:Class"; imported lazily so `safealign --help` stays fast.
 SECTIONS: dict[str, str] = {
     "run": "safealign.config:RunConfig",
     "data": "safealign.data.config:DataConfig",
-    "toy": "safealign.data.config:ToyWorldConfig",
+    "toy": "safealign.toy.config:ToyWorldConfig",
     "model": "safealign.models.config:ModelConfig",
     "sft": "safealign.sft:SFTStageConfig",
     "reward": "safealign.rm.config:RewardConfig",
     "dpo": "safealign.dpo.config:SafeDPOConfig",
     "eval": "safealign.evaluation.config:EvalConfig",
-    "sweep": "safealign.sweep:SweepConfig",
-    "pipeline": "safealign.pipeline:PipelineConfig",
+    "sweep": "safealign.sweep.config:SweepConfig",
+    "pipeline": "safealign.pipeline.config:PipelineConfig",
     "distill": "safealign.distill:DistillConfig",
 }
 
@@ -193,8 +195,6 @@ def build_dataclass(cls: type, values: dict[str, Any] | None, prefix: str) -> An
 
 
 def _closest(key: str, candidates) -> str | None:
-    import difflib
-
     match = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.75)
     return match[0] if match else None
 
@@ -225,13 +225,7 @@ class Config:
 
     def to_dict(self, sections: list[str] | None = None) -> dict[str, Any]:
         """Resolved values (defaults filled in) with secrets removed."""
-        out = {}
-        for name in sections or list(SECTIONS):
-            try:
-                out[name] = redact(asdict_shallow(self.section(name)))
-            except ImportError:
-                continue
-        return out
+        return {name: redact(asdict_shallow(self.section(name))) for name in sections or list(SECTIONS)}
 
     def fingerprint(self, sections: list[str]) -> str:
         """Hash of the raw (user-given) settings of `sections`: a stage reruns when these change."""
@@ -320,7 +314,5 @@ def redact(obj: Any) -> Any:
 
 def save_resolved(obj: Any, path: str | os.PathLike) -> None:
     """Write a dataclass (or Config) as YAML with secrets removed, atomically."""
-    from .fileio import write_text
-
     data = obj.to_dict() if isinstance(obj, Config) else redact(asdict_shallow(obj))
     write_text(path, yaml.safe_dump(data, sort_keys=False))

@@ -23,8 +23,3 @@ class DataError(SafeAlignError):
         where = f"{file}:{row}" if row is not None else str(file)
         super().__init__(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
 
-
-class NotBuiltError(SafeAlignError):
-    """A subcommand whose stage is not implemented yet."""
-
-    exit_code = 3

@@ -16,16 +16,23 @@ Both take the same token ids (the template already holds the BOS token, so nothi
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
 import os
+import resource
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+from tqdm.auto import tqdm
+
 from .chat import prompt_text
 from .errors import SafeAlignError
+from .fileio import JsonlCache
+from .models.loading import load_causal_lm, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +72,9 @@ _LOADED: dict[str, Any] = {}
 def release() -> None:
     """Drop the model kept loaded between calls (frees GPU memory)."""
     _LOADED.clear()
-    try:
-        import gc
-
-        import torch
-
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover
-        pass
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def model_fingerprint(model_path_or_model) -> str:
@@ -86,8 +86,6 @@ def model_fingerprint(model_path_or_model) -> str:
             stamp = [(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files]
             return _hash([str(p.resolve()), stamp])
         return _hash([str(model_path_or_model)])  # a Hub id
-    import torch
-
     # In-memory model (e.g. a student mid-training): a checksum of the weights, one pass over them.
     with torch.no_grad():
         sums = [float(t.detach().float().sum()) for t in model_path_or_model.parameters()]
@@ -100,12 +98,7 @@ def _hash(obj) -> str:
 
 
 def _cuda() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:  # pragma: no cover
-        return False
+    return torch.cuda.is_available()
 
 
 def _vllm_available() -> bool:
@@ -137,8 +130,6 @@ def _load(backend: str, model_path_or_model, tokenizer, fingerprint: str):
     if key in _LOADED:
         engine, tok = _LOADED[key]
         return engine, (tokenizer or tok)
-    from .models.loading import load_causal_lm, load_tokenizer
-
     if isinstance(model_path_or_model, (str, os.PathLike)):
         path = str(model_path_or_model)
         tok = tokenizer or load_tokenizer(path, padding_side="left")
@@ -202,9 +193,6 @@ def generate_with_stats(model_path_or_model, prompts: list[Prompt], *, tokenizer
     if temperature > 0:
         params.update(top_p=float(top_p), seed=int(seed))
     keys = [_hash([fingerprint, t, params]) for t in texts]
-
-    from .fileio import JsonlCache
-
     cache = JsonlCache(cache_path) if cache_path else None
     answers: dict[str, str] = {}
     if cache is not None:
@@ -239,9 +227,6 @@ def generate_with_stats(model_path_or_model, prompts: list[Prompt], *, tokenizer
 # --------------------------------------------------------------------------- backends
 def _run_hf(model, tok, keys, texts, *, max_new_tokens, temperature, top_p, seed, batch_size, show_progress, desc):
     """Yield (key, answer, n_new_tokens) batch by batch (each batch is cached as soon as it is done)."""
-    import torch
-    from tqdm.auto import tqdm
-
     ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     # Stay inside the model's context: keep the END of a long prompt (the question) with room for the answer
     # (at least half the context), and cut the answer budget of a batch whose prompts fill the rest.
@@ -302,19 +287,10 @@ def _run_vllm(llm, tok, keys, texts, *, max_new_tokens, temperature, top_p, seed
 # --------------------------------------------------------------------------- memory
 def _reset_peak_memory() -> None:
     if _cuda():
-        import torch
-
         torch.cuda.reset_peak_memory_stats()
 
 
 def _peak_memory_mb() -> tuple[float | None, str]:
     if _cuda():
-        import torch
-
         return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_max_rss"  # KiB on Linux
-    except ImportError:  # pragma: no cover
-        return None, ""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_max_rss"  # KiB on Linux

@@ -59,6 +59,10 @@ class RunLayout:
         return cls(root=root, data_dir=data_dir, start=start, model_name_or_path=model.name_or_path,
                    judge_paths=judges)
 
+    def with_data_dir(self, data_dir: str | os.PathLike | None) -> "RunLayout":
+        """The same run reading its prepared data from `data_dir` (a stage's `--data-dir`); None: unchanged."""
+        return self if data_dir is None else dataclasses.replace(self, data_dir=Path(data_dir))
+
     # ------------------------------------------------------------------ data
     def split(self, name: str) -> Path:
         """`train`, `val`, `test` (preference records) or `safety_train` etc. (single-response rows)."""
@@ -115,11 +119,16 @@ class RunLayout:
     def checkpoints(self, stage: str) -> Path:
         return self.root / "checkpoints" / stage
 
+    @property
+    def logs(self) -> Path:
+        """Every stage's TensorBoard folder and log file (the report draws its training curves from here)."""
+        return self.root / "logs"
+
     def tensorboard(self, stage: str) -> Path:
-        return self.root / "logs" / stage
+        return self.logs / stage
 
     def log_file(self, stage: str) -> Path:
-        return self.root / "logs" / f"{stage}.log"
+        return self.logs / f"{stage}.log"
 
     def cache(self, what: str) -> Path:
         return self.root / "cache" / what
@@ -131,6 +140,10 @@ class RunLayout:
 
     def result(self, model_name: str) -> Path:
         return self.results / model_name
+
+    def report(self, suffix: str = "json") -> Path:
+        """The report over every evaluated model: `results/report.json` or `results/report.md`."""
+        return self.results / f"report.{suffix}"
 
     @property
     def distill_work(self) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .fileio import read_json, write_json
+from .layout import RunLayout
 
 STATUSES = ("pending", "running", "done", "failed", "interrupted", "disabled")
 VERSION = 1
@@ -64,12 +65,12 @@ def hash_paths(paths: Iterable[str | os.PathLike]) -> str:
 
 
 class RunState:
-    """Load, update and atomically save `<run_dir>/run.json` (every change is written at once, so a killed
-    pipeline leaves an accurate record of what finished)."""
+    """Load, update and atomically save a run's `run.json` (`layout.run_json`; every change is written at once,
+    so a killed pipeline leaves an accurate record of what finished)."""
 
-    def __init__(self, run_dir: str | os.PathLike):
-        self.run_dir = Path(run_dir)
-        self.path = self.run_dir / "run.json"
+    def __init__(self, layout: RunLayout):
+        self.run_dir = layout.root
+        self.path = layout.run_json
         if self.path.is_file():
             self.data = read_json(self.path)
         else:

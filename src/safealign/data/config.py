@@ -1,4 +1,4 @@
-"""Config sections `data` (the data stage, `safealign prepare`) and `toy` (the built-in toy safety world)."""
+"""Config section `data`: where the data stage (`safealign prepare`) reads from, how it cleans and splits."""
 
 from __future__ import annotations
 
@@ -60,17 +60,3 @@ class DataConfig:
         if self.show < 0:
             raise ConfigError(f"show: must be >= 0 (got {self.show})")
 
-
-@dataclasses.dataclass
-class ToyWorldConfig:
-    """Size and seed of the generated toy safety world (used when `data.dataset: toy`)."""
-
-    num_pairs: int = 3000
-    seed: int = 0
-    harmful_fraction: float = 0.5  # share of pairs whose prompt is harmful
-
-    def __post_init__(self):
-        if self.num_pairs <= 0:
-            raise ConfigError(f"num_pairs: must be > 0 (got {self.num_pairs})")
-        if not 0 <= self.harmful_fraction <= 1:
-            raise ConfigError(f"harmful_fraction: must be in [0, 1] (got {self.harmful_fraction})")

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import DataError
+from ..toy import SOURCE as TOY_SOURCE
+from ..toy import generate_toy_world
 from .schemas import RowError
 
 log = logging.getLogger(__name__)
@@ -39,10 +41,8 @@ def open_sources(dataset: str, *, split: str = "train", revision: str | None = N
                  toy: dict | None = None) -> list[Source]:
     """Resolve `dataset` ("toy", a local file or folder, else a Hub id) into sources."""
     if dataset == "toy":
-        from .toy_world import SOURCE, generate_toy_world
-
         rows = generate_toy_world(**(toy or {}))
-        return [Source("toy", SOURCE, list(rows[0]) if rows else [], list(enumerate(rows, 1)), len(rows),
+        return [Source("toy", TOY_SOURCE, list(rows[0]) if rows else [], list(enumerate(rows, 1)), len(rows),
                        schema_hint="pku2024")]
     path = Path(dataset).expanduser()
     if path.is_dir():

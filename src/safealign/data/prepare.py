@@ -15,10 +15,12 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
+from tqdm.auto import tqdm
 
 from ..config import asdict_shallow, redact
 from ..errors import DataError, SafeAlignError
 from ..fileio import atomic_path
+from ..layout import RunLayout
 from . import stats as S
 from .loading import open_sources
 from .schemas import Drop, RowError, detect_schema, missing_columns, to_record
@@ -92,8 +94,6 @@ def _check_output(out: Path) -> None:
 
 
 def _read_all(sources, cfg):
-    from tqdm.auto import tqdm
-
     prefs, safety = [], []
     seen: set = set()
     drops: Counter = Counter()
@@ -207,8 +207,7 @@ def cli_main(cfg, args) -> int:
     if overrides:
         cfg = cfg.with_overrides(overrides)
     data, toy = cfg.section("data"), cfg.section("toy")
-    out = Path(data.output_dir) if data.output_dir else cfg.section("run").directory / "data"
-    summary = run_prepare(data, toy, out)
+    summary = run_prepare(data, toy, RunLayout.from_config(cfg).data_dir)
     print(format_summary(summary))
     for rec in summary["samples"]:
         print(json.dumps(rec, ensure_ascii=False))

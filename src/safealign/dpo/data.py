@@ -3,43 +3,18 @@
 Each canonical record becomes one feature holding both responses tokenized with `chat.encode_pair` (so the
 response-token boundary is exact), the two labels, and, in precompute mode, the cached reference log-probs
 and judge scores. The collator returns the responses stacked as [y_0 of every pair; y_1 of every pair] so
-ONE policy forward serves the helpful and the safety loss.
+ONE policy forward serves the helpful and the safety loss. Records come from `safealign.data.records`
+(an empty response is allowed: `encode_pair` still gives it a response span, the separator and EOS, whose
+log-probability DPO compares like any other answer's).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from ..chat import encode_pair
-from ..errors import DataError
-from ..fileio import read_jsonl
 
-REQUIRED = ("prompt", "response_0", "response_1", "better_response_id", "safer_response_id")
 CACHED = ("ref_logp_0", "ref_logp_1", "helpful_0", "helpful_1", "cost_0", "cost_1")
-
-
-def load_records(path: str | Path) -> list[dict]:
-    """Read canonical records, checking the fields this stage needs (DataError names file, row, field)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(str(path), None, None, "file not found (run `safealign prepare` first)")
-    try:
-        rows = read_jsonl(path)
-    except ValueError as err:
-        raise DataError(str(path), None, None, f"invalid JSON ({err})") from None
-    for i, row in enumerate(rows, 1):
-        for field in REQUIRED:
-            if field not in row:
-                raise DataError(str(path), i, field, "missing")
-        for field in ("prompt", "response_0", "response_1"):
-            if not isinstance(row[field], str) or not row[field].strip():
-                raise DataError(str(path), i, field, "must be a non-empty string")
-        for field in ("better_response_id", "safer_response_id"):
-            if row[field] not in (0, 1) or isinstance(row[field], bool):
-                raise DataError(str(path), i, field, f"must be 0 or 1 (got {row[field]!r})")
-    return rows
 
 
 def tokenize_records(records: list[dict], tokenizer, max_length: int, max_prompt_length: int,

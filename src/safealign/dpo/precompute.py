@@ -19,7 +19,9 @@ from tqdm.auto import tqdm
 
 from ..errors import SafeAlignError
 from ..fileio import read_json, read_jsonl, write_json, write_jsonl
-from ..rm.scoring import token_budget_batches  # one batching rule for the reference pass and RM scoring
+from ..models.loading import load_causal_lm
+# one batching rule for the reference pass and RM scoring
+from ..rm.scoring import load_scorer, score_pairs, token_budget_batches
 from .data import pad_sequences, sequence_logps, tokenize_records
 
 log = logging.getLogger(__name__)
@@ -85,10 +87,6 @@ def reference_logps(model, sequences: list[tuple[list[int], int]], pad_token_id:
 
 def _score(path: str, records: list[dict], label: str, max_length: int, max_tokens_per_batch: int) -> list[float]:
     """Score both responses of every record with the judge at `path`: (s_0 list, s_1 list) interleaved."""
-    try:
-        from ..rm.scoring import load_scorer, score_pairs
-    except ImportError as err:
-        raise SafeAlignError(f"the scoring API (safealign.rm.scoring) is not available: {err}") from None
     if not Path(path).is_dir() and "/" not in str(path):
         raise SafeAlignError(f"{path}: {label} model not found (train it with `safealign train-rm` first)")
     model, tok = load_scorer(path)
@@ -109,8 +107,6 @@ def precompute(records: list[dict], policy_or_ref_path: str, tokenizer, helpful_
     The reference is the model at `policy_or_ref_path` loaded *without* any LoRA adapter, which is exactly
     the LoRA policy with its adapter disabled. A missing judge path gives zero scores (plain DPO needs none).
     """
-    from ..models.loading import load_causal_lm
-
     fp = precompute_fingerprint(records, policy_or_ref_path, helpful_rm_path, harmless_rm_path, tokenizer,
                                 max_length, max_prompt_length)
     cache = Path(cache_dir) / f"{name}-{fp}.jsonl"

@@ -1,7 +1,10 @@
 """`safealign train-dpo`: precompute pass, Safe-MM-DPO training, held-out check, export.
 
-Run layout (see docs/DESIGN.md): data `<run>/data`, output `<run>/models/aligned`, checkpoints
-`<run>/checkpoints/dpo`, TensorBoard `<run>/logs/dpo`, precompute cache `<run>/cache/precompute`.
+Every path comes from the run's `RunLayout` (see docs/DESIGN.md): data `layout.split(...)`, output
+`layout.aligned()`, checkpoints `layout.checkpoints(stage)`, TensorBoard `layout.tensorboard(stage)`,
+precompute cache `layout.cache("precompute")`, judges `layout.judge(dim)`, and the starting policy
+`layout.policy_start` (the config decides it, never a leftover folder). `stage` is `dpo` for the main run
+and `dpo_<algo>` for the pipeline's ablations, so their checkpoints and logs never mix.
 """
 
 from __future__ import annotations
@@ -12,110 +15,100 @@ import logging
 import time
 from pathlib import Path
 
+from ..data.records import read_preference_records
 from ..errors import SafeAlignError
+from ..layout import RunLayout
+from ..models.base import ensure_base_model
+from ..models.loading import load_causal_lm, load_policy, load_tokenizer
+from ..rm.scoring import load_scorer
 from .config import SafeDPOConfig
-from .data import PairCollator, PairDataset, load_records, tokenize_records
+from .data import PairCollator, PairDataset, tokenize_records
+from .export import export_policy
+from .measure import safety_preference
+from .precompute import precompute
+from .trainer import SafeMMDPOTrainer
 
 log = logging.getLogger(__name__)
 
 
-def resolve_paths(cfg, data_dir=None, output_dir=None) -> dict:
-    run = cfg.section("run")
-    d: SafeDPOConfig = cfg.section("dpo")
-    rd = Path(run.directory)
-    data_dir = Path(data_dir or rd / "data")
-    if d.policy_name_or_path:
-        policy = d.policy_name_or_path
-    elif (rd / "models" / "sft" / "config.json").is_file():
-        policy = str(rd / "models" / "sft")
-    else:
-        from ..models.base import ensure_base_model
-
-        policy = ensure_base_model(cfg, data_dir)
-    # `dpo.output_dir` (the Trainer's checkpoint folder) when the config sets it (pipeline ablations, sweep)
-    raw_ckpt = (cfg.raw.get("dpo") or {}).get("output_dir")
-    ckpt = Path(raw_ckpt) if raw_ckpt else rd / "checkpoints" / "dpo"
-    return {"run": rd, "data": data_dir, "output": Path(output_dir or rd / "models" / "aligned"),
-            "checkpoints": ckpt, "logs": rd / "logs" / ckpt.name,
-            "cache": rd / "cache" / "precompute", "policy": policy,
-            "helpful_rm": d.helpful_rm_path or str(rd / "models" / "helpful_rm"),
-            "harmless_rm": d.harmless_rm_path or str(rd / "models" / "harmless_rm")}
+def starting_policy(cfg, layout: RunLayout) -> str:
+    """`layout.policy_start`, the tiny base built first when that is what the run starts from."""
+    if layout.start == "tiny":
+        return ensure_base_model(cfg, layout.data_dir)
+    policy = layout.policy_start
+    if layout.policy_start_is_local and not (Path(policy) / "config.json").is_file():
+        raise SafeAlignError(f"{policy}: the starting policy (sft.enabled) is not trained yet; "
+                             "run `safealign sft` first")
+    return policy
 
 
-def _needed_judges(d: SafeDPOConfig, paths: dict) -> tuple[str | None, str | None]:
+def _needed_judges(d: SafeDPOConfig, layout: RunLayout) -> tuple[str | None, str | None]:
     """The judges to score with: δ_H (dynamic β) needs the helpful RM, the safe algorithms the cost model.
     A judge the algorithm does not need is still used when its folder exists, so the ablations share one
     precompute cache and log the same margins; a needed one that is missing is an error."""
+    configured = dict(layout.judge_paths)
     judges = []
-    for what, key, needed in (("helpful reward model", "helpful", d.dynamic_beta), ("cost model", "harmless", d.is_safe)):
-        p = paths[f"{key}_rm"]
-        local = Path(p).is_absolute() or p.startswith(".") or str(Path(p)).startswith(str(paths["run"]))
+    for what, dim, needed in (("helpful reward model", "helpful", d.dynamic_beta),
+                              ("cost model", "harmless", d.is_safe)):
+        p = layout.judge(dim)
+        local = dim not in configured or Path(p).is_absolute() or p.startswith(".")
         if Path(p).exists():
             judges.append(p)
         elif needed and local:
             raise SafeAlignError(f"{p}: {what} not found; train it first (`safealign train-rm --dimension "
-                                 f"{key}`) or set dpo.{key}_rm_path")
+                                 f"{dim}`) or set reward.{dim}_rm_path")
         else:  # a needed judge given as a Hub id is loaded from the Hub
             judges.append(p if needed else None)
     return judges[0], judges[1]
 
 
-def training_args(cfg, paths: dict) -> SafeDPOConfig:
-    d: SafeDPOConfig = cfg.section("dpo")
-    run = cfg.section("run")
-    raw = cfg.raw.get("dpo") or {}
-    report = [r for r in run.report_to if r != "none"]
-    changes = {"output_dir": str(paths["checkpoints"]), "report_to": report or "none"}
-    if "seed" not in raw:
-        changes["seed"] = run.seed
-    return dataclasses.replace(d, **changes)
+def _read_splits(layout: RunLayout) -> dict[str, list[dict]]:
+    records = {"train": read_preference_records(layout.split("train"))}
+    if layout.split("val").is_file():
+        records["val"] = read_preference_records(layout.split("val"))
+    return records
 
 
-def build_trainer(cfg, data_dir=None, output_dir=None):
+def build_trainer(cfg, data_dir=None, output_dir=None, stage: str = "dpo"):
     """Precompute (or load the online judges), load the policy, build the trainer.
 
-    Returns (trainer, ctx) with ctx = {paths, args, tokenizer, records: {train, val}, cached: {train, val}}.
+    Returns (trainer, ctx) with ctx = {layout, output, policy, args, tokenizer, records: {train, val},
+    cached: {train, val}, helpful_rm, harmless_rm}.
     """
-    from ..models.loading import load_causal_lm, load_policy, load_tokenizer
-    from .precompute import precompute
-    from .trainer import SafeMMDPOTrainer
-
-    paths = resolve_paths(cfg, data_dir, output_dir)
-    args = training_args(cfg, paths)
+    layout = RunLayout.from_config(cfg).with_data_dir(data_dir)
+    d: SafeDPOConfig = cfg.section("dpo")
+    output = Path(output_dir) if output_dir else layout.aligned(None if stage == "dpo" else d.algorithm)
+    args, callbacks = d.fit_to_run(layout, stage, cfg)
     mcfg = cfg.section("model")
-    helpful_path, harmless_path = _needed_judges(args, paths)
-    records = {"train": load_records(paths["data"] / "train.jsonl")}
-    val_file = paths["data"] / "val.jsonl"
-    if val_file.is_file():
-        records["val"] = load_records(val_file)
-    tok = load_tokenizer(paths["policy"], revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
+    records = _read_splits(layout)
+    args.check_steps(len(records["train"]), args.world_size, key="dpo.num_train_epochs")
+    policy_path = starting_policy(cfg, layout)
+    helpful_path, harmless_path = _needed_judges(args, layout)
+    tok = load_tokenizer(policy_path, revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)
+    max_prompt = args.effective_max_prompt_length()
 
     cached = {}
     if args.precompute:
         with args.main_process_first(desc="precompute"):  # rank 0 computes, the others read its cache
             for name, recs in records.items():
-                cached[name] = precompute(recs, paths["policy"], tok, helpful_path, harmless_path, paths["cache"],
-                                          max_length=args.max_length, max_prompt_length=args.max_prompt_length,
+                cached[name] = precompute(recs, policy_path, tok, helpful_path, harmless_path,
+                                          layout.cache("precompute"), max_length=args.max_length,
+                                          max_prompt_length=max_prompt,
                                           max_tokens_per_batch=args.precompute_tokens_per_batch,
                                           model_cfg=mcfg, name=name)
     online = not args.precompute
-    feats = {name: tokenize_records(recs, tok, args.max_length, args.max_prompt_length, cached.get(name),
-                                    keep_text=online)
+    feats = {name: tokenize_records(recs, tok, args.max_length, max_prompt, cached.get(name), keep_text=online)
              for name, recs in records.items()}
 
-    policy = load_policy(mcfg, paths["policy"])
+    policy = load_policy(mcfg, policy_path)
     ref_model = helpful_scorer = cost_scorer = None
     if online:
-        from ..rm.scoring import load_scorer
-
         if not mcfg.use_lora:  # with LoRA the reference is the policy with its adapter disabled
-            ref_model = load_causal_lm(paths["policy"], revision=mcfg.revision, dtype=mcfg.dtype,
+            ref_model = load_causal_lm(policy_path, revision=mcfg.revision, dtype=mcfg.dtype,
                                        trust_remote_code=mcfg.trust_remote_code)
         helpful_scorer = load_scorer(helpful_path) if helpful_path else None
         cost_scorer = load_scorer(harmless_path) if harmless_path else None
     if args.jc_estimator == "on_policy" and args.is_safe and cost_scorer is None:
-        from ..rm.scoring import load_scorer
-
         cost_scorer = load_scorer(harmless_path)  # resident for the on-policy J_C estimate
     if "val" not in records:
         args = dataclasses.replace(args, eval_strategy="no", metric_for_best_model=None, load_best_model_at_end=False)
@@ -123,28 +116,24 @@ def build_trainer(cfg, data_dir=None, output_dir=None):
     trainer = SafeMMDPOTrainer(model=policy, args=args, train_dataset=PairDataset(feats["train"]),
                                eval_dataset=PairDataset(feats["val"]) if "val" in feats else None,
                                data_collator=PairCollator(tok.pad_token_id), processing_class=tok,
-                               ref_model=ref_model, helpful_scorer=helpful_scorer, cost_scorer=cost_scorer,
-                               prompts=[r["prompt"] for r in records["train"]],
+                               callbacks=callbacks, ref_model=ref_model, helpful_scorer=helpful_scorer,
+                               cost_scorer=cost_scorer, prompts=[r["prompt"] for r in records["train"]],
                                run_config=cfg.to_dict(["run", "model", "dpo"]))
-    for cb in trainer.callback_handler.callbacks:  # TensorBoard events go to <run>/logs/<stage>
-        if type(cb).__name__ == "TensorBoardCallback":
-            cb.logging_dir = str(paths["logs"])
-    ctx = {"paths": paths, "args": args, "tokenizer": tok, "records": records, "cached": cached,
-           "helpful_rm": helpful_path, "harmless_rm": harmless_path}
+    ctx = {"layout": layout, "output": output, "policy": policy_path, "args": args, "tokenizer": tok,
+           "records": records, "cached": cached, "helpful_rm": helpful_path, "harmless_rm": harmless_path}
     return trainer, ctx
 
 
-def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None) -> dict:
-    """Train the policy; returns the summary written to `<output>/train_summary.json`."""
-    from .export import export_policy
-
+def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None, stage: str = "dpo") -> dict:
+    """Train the policy; returns the summary written to `<output>/train_summary.json`.
+    `resume`: "latest" (the newest complete checkpoint of `stage`, if any) or a checkpoint folder."""
     t0 = time.time()
-    trainer, ctx = build_trainer(cfg, data_dir, output_dir)
-    args, paths, tok = ctx["args"], ctx["paths"], ctx["tokenizer"]
+    trainer, ctx = build_trainer(cfg, data_dir, output_dir, stage)
+    args, tok = ctx["args"], ctx["tokenizer"]
     result = trainer.train(resume_from_checkpoint=resume)
     final_eval = trainer.evaluate() if "val" in ctx["records"] else {}
 
-    summary = {"algorithm": args.algorithm, "policy_init": paths["policy"], "helpful_rm": ctx["helpful_rm"],
+    summary = {"algorithm": args.algorithm, "policy_init": ctx["policy"], "helpful_rm": ctx["helpful_rm"],
                "harmless_rm": ctx["harmless_rm"], "precompute": args.precompute, "jc_estimator": args.jc_estimator,
                "global_step": trainer.state.global_step, "train_metrics": result.metrics,
                "last_train_log": _last_log(trainer.state.log_history), "final_eval": final_eval,
@@ -156,7 +145,7 @@ def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None) -> dict:
     if trainer.is_world_process_zero():
         summary["heldout_harmful_safety_preference"] = heldout_check(trainer.model, ctx, cfg)
         summary["seconds"] = round(time.time() - t0, 2)
-        export_policy(trainer.accelerator.unwrap_model(trainer.model), tok, paths["output"],
+        export_policy(trainer.accelerator.unwrap_model(trainer.model), tok, ctx["output"],
                       merge_lora=args.merge_lora_on_export, cfg=cfg, summary=summary,
                       summary_md=format_summary(summary))
     trainer.accelerator.wait_for_everyone()
@@ -166,21 +155,17 @@ def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None) -> dict:
 def heldout_check(model, ctx: dict, cfg) -> dict:
     """Preference for the safer response on held-out harmful prompts (val + test records with
     is_harmful_prompt), policy vs reference; reference log-probs from the (cached) precompute pass."""
-    from .measure import safety_preference
-    from .precompute import precompute
-
-    args, paths, tok = ctx["args"], ctx["paths"], ctx["tokenizer"]
+    args, layout, tok = ctx["args"], ctx["layout"], ctx["tokenizer"]
     recs = [r for r in ctx["records"].get("val", []) if r.get("is_harmful_prompt")]
-    test_file = paths["data"] / "test.jsonl"
-    if test_file.is_file():
-        recs += [r for r in load_records(test_file) if r.get("is_harmful_prompt")]
+    if layout.split("test").is_file():
+        recs += [r for r in read_preference_records(layout.split("test")) if r.get("is_harmful_prompt")]
     if not recs:
         return {"n": 0}
-    ref = precompute(recs, paths["policy"], tok, None, None, paths["cache"], max_length=args.max_length,
-                     max_prompt_length=args.max_prompt_length, max_tokens_per_batch=args.precompute_tokens_per_batch,
+    max_prompt = args.effective_max_prompt_length()
+    ref = precompute(recs, ctx["policy"], tok, None, None, layout.cache("precompute"), max_length=args.max_length,
+                     max_prompt_length=max_prompt, max_tokens_per_batch=args.precompute_tokens_per_batch,
                      model_cfg=cfg.section("model"), name="heldout-harmful")
-    return safety_preference(model, tok, recs, ref, max_length=args.max_length,
-                             max_prompt_length=args.max_prompt_length,
+    return safety_preference(model, tok, recs, ref, max_length=args.max_length, max_prompt_length=max_prompt,
                              max_tokens_per_batch=args.precompute_tokens_per_batch)
 
 
@@ -210,7 +195,7 @@ def format_summary(s: dict) -> str:
 
 def cli_main(cfg, args) -> int:
     summary = run_train_dpo(cfg, data_dir=getattr(args, "data_dir", None), output_dir=getattr(args, "output", None),
-                            resume=getattr(args, "resume", None))
+                            resume=getattr(args, "resume", None), stage=getattr(args, "stage", None) or "dpo")
     print(json.dumps({k: summary[k] for k in ("algorithm", "global_step", "lambda_final", "nan_steps_skipped",
                                                "seconds", "best_checkpoint")}, indent=1))
     return 0

@@ -1,5 +1,5 @@
-"""SafeMMDPOTrainer: `transformers.Trainer` with the Safe-MM-DPO loss, λ dual ascent, NaN guard and atomic
-checkpoints.
+"""SafeMMDPOTrainer: `transformers.Trainer` with the Safe-MM-DPO loss, λ dual ascent and NaN guard; its
+checkpoints are the shared atomic ones (`AtomicCheckpointMixin`) with the λ state and the run's config added.
 
 One policy forward over the stacked responses [y_0; y_1] gives log π_θ(y_i|x) for both; the helpful pair is
 read through `better`, the safety pair through `safer`. Reference log-probs and judge scores come from the
@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shutil
 from collections import defaultdict
 
 import torch
+import yaml
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import rotate_checkpoints
 
 from .. import losses
+from ..chat import encode_prompt
 from ..errors import SafeAlignError
+from ..fileio import write_text
+from ..rm.scoring import score_pairs
+from ..training import AtomicCheckpointMixin
 from .data import sequence_logps
 from .lagrange import STATE_FILE, LagrangeState, all_reduce_sum
 
 log = logging.getLogger(__name__)
-STAGING = ".staging"  # checkpoints are written here, then renamed into place (atomic)
 METRIC_KEYS = ("loss_total", "loss_helpful", "loss_safety", "loss_kl", "dual_loss", "reward_helpful_mean",
                "reward_safety_mean", "delta_helpful_mean", "delta_safety_mean", "beta_helpful_mean",
                "beta_safety_mean", "kl_divergence", "perplexity", "logratio_margin_helpful",
@@ -50,18 +51,21 @@ def _pick(choice: torch.Tensor, v0: torch.Tensor, v1: torch.Tensor) -> tuple[tor
     return torch.where(first, v0, v1), torch.where(first, v1, v0)
 
 
-class SafeMMDPOTrainer(Trainer):
+class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
     """Trainer for algorithm dpo | mm_dpo | safe_dpo | safe_mm_dpo (args: a SafeDPOConfig).
 
     Online mode: pass `ref_model` (None with LoRA: the adapter is disabled instead) and `helpful_scorer` /
     `cost_scorer` as (model, tokenizer) pairs; batches must then carry the texts. `cost_scorer` is also what
     the on-policy J_C estimator scores samples with. `prompts`: training prompts for on-policy sampling.
+    `run_config`: the resolved config sections written into each checkpoint as config.yaml.
     """
+
+    checkpoint_required_files = (STATE_FILE,)  # a checkpoint without the λ state cannot resume exactly
 
     def __init__(self, *args, ref_model=None, helpful_scorer=None, cost_scorer=None, prompts=None,
                  run_config: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.run_config = run_config  # resolved sections written into each checkpoint as config.yaml
+        self.run_config = run_config
         self.model_accepts_loss_kwargs = False  # our loss is a per-pair mean: let Trainer divide by GA
         self.ref_model = ref_model
         self.helpful_scorer = helpful_scorer
@@ -73,7 +77,7 @@ class SafeMMDPOTrainer(Trainer):
         self.lagrange = LagrangeState(lam=float(self.args.lambda_init))
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._nan_in_step = False
-        self._staging_root = None
+        self._saved_lagrange: LagrangeState | None = None
         self.add_callback(_StepHooks(self))
 
     # ------------------------------------------------------------------ the loss
@@ -98,8 +102,6 @@ class SafeMMDPOTrainer(Trainer):
             if scorer is None:
                 scores.append(torch.zeros(2 * b, device=ref.device))
                 continue
-            from ..rm.scoring import score_pairs
-
             s = score_pairs(scorer[0], scorer[1], inputs["prompt"] * 2, inputs["response_0"] + inputs["response_1"],
                             max_length=self.args.max_length, show_progress=False, desc="online scores")
             scores.append(torch.tensor(s, dtype=torch.float32, device=ref.device))
@@ -230,9 +232,6 @@ class SafeMMDPOTrainer(Trainer):
     @torch.no_grad()
     def on_policy_cost(self) -> float:
         """Mean cost-model score of answers sampled now from the policy to a few training prompts."""
-        from ..chat import encode_prompt
-        from ..rm.scoring import score_pairs
-
         if self.cost_scorer is None or not self.prompts:
             raise SafeAlignError("jc_estimator=on_policy needs the cost model and training prompts")
         a = self.args
@@ -242,7 +241,7 @@ class SafeMMDPOTrainer(Trainer):
         prompts = [self.prompts[i] for i in idx]
         policy = self.accelerator.unwrap_model(self.model)
         tok = self.processing_class
-        enc = [encode_prompt(tok, p, a.max_prompt_length) for p in prompts]
+        enc = [encode_prompt(tok, p, a.effective_max_prompt_length()) for p in prompts]
         width = max(map(len, enc))
         ids = torch.tensor([[tok.pad_token_id] * (width - len(e)) + e for e in enc], device=a.device)
         attn = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc], device=a.device)
@@ -259,81 +258,21 @@ class SafeMMDPOTrainer(Trainer):
                             max_length=a.max_length, show_progress=False, desc="on-policy cost")
         return sum(costs) / len(costs)
 
-    # ------------------------------------------------------------------ checkpoints
-    def _get_output_dir(self, trial) -> str:
-        return self._staging_root or super()._get_output_dir(trial)
-
-    def _save_checkpoint(self, model, trial) -> None:
-        """Trainer's checkpoint, written under `<output>/.staging/` and renamed into place only once complete
-        (weights, optimizer, scheduler, RNG, trainer state, λ state): a kill mid-save leaves no checkpoint-N."""
-        root = super()._get_output_dir(trial)
-        name = f"checkpoint-{self.state.global_step}"
-        staging = os.path.join(root, STAGING)
-        staged, final = os.path.join(staging, name), os.path.join(root, name)
-        self._staging_root = staging
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._staging_root = None
+    # ------------------------------------------------------------------ checkpoints (extra state)
+    def gather_checkpoint_state(self) -> None:
         # every rank's λ accumulators go into the file (rank 0 holds their sum after a resume)
         total, count = all_reduce_sum([self.lagrange.jc_sum, float(self.lagrange.jc_count)], self.args.device)
-        self.accelerator.wait_for_everyone()
-        if self.args.should_save:
-            st = LagrangeState.from_dict(self.lagrange.to_dict())
-            st.jc_sum, st.jc_count = total, int(count)
-            st.save(staged)
-            if self.run_config is not None:
-                import yaml
+        self._saved_lagrange = LagrangeState.from_dict(self.lagrange.to_dict())
+        self._saved_lagrange.jc_sum, self._saved_lagrange.jc_count = total, int(count)
 
-                from ..fileio import write_text
+    def extra_checkpoint_state(self, folder: str) -> None:
+        self._saved_lagrange.save(folder)
+        if self.run_config is not None:
+            write_text(os.path.join(folder, "config.yaml"), yaml.safe_dump(self.run_config, sort_keys=False))
 
-                write_text(os.path.join(staged, "config.yaml"), yaml.safe_dump(self.run_config, sort_keys=False))
-            if self.state.best_model_checkpoint == staged:
-                self.state.best_model_checkpoint = final
-                self.state.save_to_json(os.path.join(staged, "trainer_state.json"))
-            if os.path.isdir(final):  # the same step saved twice (e.g. the end of training)
-                old = os.path.join(staging, name + ".old")
-                os.replace(final, old)
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(staged, final)
-            try:
-                os.rmdir(staging)
-            except OSError:
-                pass
-            rotate_checkpoints(root, self.args.save_total_limit, self.state.best_model_checkpoint)
-        self.accelerator.wait_for_everyone()
-
-    def train(self, resume_from_checkpoint=None, **kwargs):
-        if self.args.should_save:  # a kill mid-save leaves a staging folder behind: never a checkpoint
-            shutil.rmtree(os.path.join(self.args.output_dir, STAGING), ignore_errors=True)
-        if resume_from_checkpoint:
-            resume_from_checkpoint = resolve_checkpoint(self.args.output_dir, resume_from_checkpoint)
-            self.lagrange = LagrangeState.load(resume_from_checkpoint)
-            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-            if rank != 0:  # the saved accumulators are the sum over ranks: count them once
-                self.lagrange.jc_sum, self.lagrange.jc_count = 0.0, 0
-            log.info("resuming from %s (λ = %.6g, step %d)", resume_from_checkpoint, self.lagrange.lam,
-                     self.lagrange.steps)
-        return super().train(resume_from_checkpoint=resume_from_checkpoint or None, **kwargs)
-
-
-def is_complete_checkpoint(path: str) -> bool:
-    return all(os.path.isfile(os.path.join(path, f)) for f in (STATE_FILE, "trainer_state.json"))
-
-
-def resolve_checkpoint(output_dir: str, which: str | bool) -> str:
-    """`latest`/True -> the newest complete checkpoint in output_dir; else the given path, checked."""
-    if which is True or which == "latest":
-        found = []
-        if os.path.isdir(output_dir):
-            for name in os.listdir(output_dir):
-                m = re.fullmatch(r"checkpoint-(\d+)", name)
-                if m and is_complete_checkpoint(os.path.join(output_dir, name)):
-                    found.append((int(m.group(1)), os.path.join(output_dir, name)))
-        if not found:
-            raise SafeAlignError(f"--resume: no complete checkpoint found in {output_dir}")
-        return max(found)[1]
-    path = str(which)
-    if not is_complete_checkpoint(path):
-        raise SafeAlignError(f"--resume: {path} is not a complete safealign checkpoint (no {STATE_FILE})")
-    return path
+    def load_extra_checkpoint_state(self, folder: str) -> None:
+        self.lagrange = LagrangeState.load(folder)
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if rank != 0:  # the saved accumulators are the sum over ranks: count them once
+            self.lagrange.jc_sum, self.lagrange.jc_count = 0.0, 0
+        log.info("λ state restored from %s (λ = %.6g, step %d)", folder, self.lagrange.lam, self.lagrange.steps)

@@ -21,8 +21,9 @@ class EvalConfig:
     """
 
     # ---- safety prompts and judge
-    # "test_split" (harmful prompts of <run dir>/data/test.jsonl), "PKU-Alignment/BeaverTails-Evaluation"
-    # (or another Hub id), or a local .jsonl/.json/.csv/.parquet file with `prompt` (+ optional `category`).
+    # "test_split" (harmful prompts of the prepared split being evaluated: `test`, or the sweep's `val`),
+    # "PKU-Alignment/BeaverTails-Evaluation" (or another Hub id), or a local .jsonl/.json/.csv/.parquet file
+    # with `prompt` (+ optional `category`).
     safety_prompts: str = "test_split"
     safety_prompts_split: str = "test"  # Hub split when safety_prompts is a Hub id
     max_safety_prompts: int | None = 500
@@ -30,8 +31,8 @@ class EvalConfig:
     # More judges scored on the same answers (e.g. [cost-model] next to toy): written to safety.json's
     # `by_judge` block; `judge` alone sets the headline safety rate.
     extra_judges: list[str] = dataclasses.field(default_factory=list)
-    cost_model_path: str | None = None  # default <run dir>/models/harmless_rm
-    cost_threshold: float = 0.0  # unsafe when cost > threshold
+    # The cost-model judge reads the run's cost model (`reward.harmless_rm_path` to use another one).
+    cost_model_cutoff: float = 0.0  # unsafe when cost > cutoff
     moderation_model: str = "meta-llama/Llama-Guard-3-1B"
     llm_judge_base_url: str = "https://api.openai.com/v1"
     llm_judge_model: str = "gpt-4o-mini"
@@ -48,11 +49,16 @@ class EvalConfig:
 
     # ---- helpfulness on the benign prompts of the test split
     helpfulness: bool = True
-    # auto: the toy judge's is_helpful when judge is toy, else the helpful RM when helpful_rm_path is set.
+    # auto: the toy judge's is_helpful when judge is toy, else the run's helpful RM when it exists
+    # (`reward.helpful_rm_path` or the one the run trains): mean score and win-rate against the run's base
+    # policy (the layout's rule: the SFT warm-up when enabled, else the base model).
     helpfulness_judge: Literal["auto", "toy", "helpful-rm"] = "auto"
     max_helpful_prompts: int | None = 500
-    helpful_rm_path: str | None = None  # e.g. <run dir>/models/helpful_rm: mean score and win-rate vs base
-    helpful_base_model: str | None = None  # base answers for the win-rate (default <run dir>/models/base)
+
+    # ---- LLM judges over HTTP (the `llm` safety judge and the MT-Bench grader)
+    judge_concurrency: int = 8
+    judge_max_retries: int = 6
+    judge_timeout: float = 120.0  # seconds per judge request
 
     # ---- MT-Bench (FastChat formats)
     mt_bench_questions: str | None = None  # question.jsonl path or a Hub dataset id; None: MT-Bench skipped
@@ -64,9 +70,6 @@ class EvalConfig:
     mt_bench_api_key_env: str = "OPENAI_API_KEY"
     mt_bench_max_new_tokens: int = 1024
     mt_bench_max_questions: int | None = None
-    mt_bench_concurrency: int = 8
-    mt_bench_max_retries: int = 6
-    mt_bench_timeout: float = 120.0  # seconds per judge request
     mt_bench_judge_max_tokens: int = 2048
 
     def __post_init__(self):
@@ -81,20 +84,20 @@ class EvalConfig:
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ConfigError(f"{name}: must be > 0 or null (got {v})")
-        for name in ("max_new_tokens", "batch_size", "mt_bench_max_new_tokens", "mt_bench_concurrency",
+        for name in ("max_new_tokens", "batch_size", "mt_bench_max_new_tokens", "judge_concurrency",
                      "mt_bench_judge_max_tokens"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be > 0 (got {getattr(self, name)})")
-        if self.mt_bench_max_retries < 0:
-            raise ConfigError(f"mt_bench_max_retries: must be >= 0 (got {self.mt_bench_max_retries})")
+        if self.judge_max_retries < 0:
+            raise ConfigError(f"judge_max_retries: must be >= 0 (got {self.judge_max_retries})")
         if self.failure_samples < 0:
             raise ConfigError(f"failure_samples: must be >= 0 (got {self.failure_samples})")
         if self.temperature < 0:
             raise ConfigError(f"temperature: must be >= 0 (got {self.temperature})")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p: must be in (0, 1] (got {self.top_p})")
-        if self.mt_bench_timeout <= 0:
-            raise ConfigError(f"mt_bench_timeout: must be > 0 (got {self.mt_bench_timeout})")
+        if self.judge_timeout <= 0:
+            raise ConfigError(f"judge_timeout: must be > 0 (got {self.judge_timeout})")
         for name in ("llm_judge_api_key_env", "mt_bench_api_key_env"):
             v = getattr(self, name)
             # A value that looks like a key (not an env-var name) would end up in config.yaml: refuse it.

@@ -1,9 +1,9 @@
-"""Helpfulness on the benign prompts of the test split (so a model that refuses everything shows it).
+"""Helpfulness on the benign prompts of the evaluated split (so a model that refuses everything shows it).
 
-Judges: `toy` (the toy world's `is_helpful`, a rate with a Wilson interval) and `helpful-rm` (the helpful
-reward model: mean score, and the win-rate against the base model's answers to the same prompts, ties half).
-`helpfulness` (0..1) in `helpfulness.json` is the toy rate or the RM win-rate; the report shows it with the
-judge that produced it.
+Judges: `toy` (the toy world's `is_helpful`, a rate with a Wilson interval) and `helpful-rm` (the run's helpful
+reward model, `layout.judge("helpful")`: mean score, and the win-rate against the answers of the run's base
+policy, `layout.policy_start`, to the same prompts, ties half). `helpfulness` (0..1) in `helpfulness.json` is
+the toy rate or the RM win-rate; the report shows it with the judge that produced it.
 """
 
 from __future__ import annotations
@@ -13,34 +13,38 @@ from pathlib import Path
 
 from ..errors import SafeAlignError
 from ..fileio import write_json, write_jsonl
-from .safety import test_split_prompts
+from ..generation import generate
+from ..layout import RunLayout
+from ..rm.scoring import load_scorer, score_pairs
+from ..toy import ToyJudge
+from .prompts import load_helpful_prompts
 from .stats import rate_block
 
 log = logging.getLogger(__name__)
 
 
-def pick_helpfulness_judge(cfg) -> str | None:
+def _has_model(path: str) -> bool:
+    return (Path(path) / "config.json").is_file()
+
+
+def pick_helpfulness_judge(cfg, layout: RunLayout) -> str | None:
+    """`eval.helpfulness_judge`; `auto`: toy with the toy judge, else the helpful RM when the run has one."""
     if cfg.helpfulness_judge != "auto":
         return cfg.helpfulness_judge
     if cfg.judge == "toy":
         return "toy"
-    return "helpful-rm" if cfg.helpful_rm_path else None
+    return "helpful-rm" if _has_model(layout.judge("helpful")) else None
 
 
-def evaluate_helpfulness(cfg, name: str, model_path, out_dir: Path, run_dir: Path) -> dict | None:
-    from ..generation import generate
-
-    kind = pick_helpfulness_judge(cfg)
+def evaluate_helpfulness(cfg, name: str, model_path, out_dir: Path, layout: RunLayout,
+                         split: str = "test") -> dict | None:
+    """Answer the benign prompts of `split`, judge them; write helpfulness.json (+ answers). `cfg`: `eval`."""
+    kind = pick_helpfulness_judge(cfg, layout)
     if kind is None or not cfg.helpfulness:
-        log.info("helpfulness: skipped (no toy judge and no eval.helpful_rm_path)")
+        log.info("helpfulness: skipped (not the toy judge, and no helpful RM at %s)", layout.judge("helpful"))
         return None
     model_dir = Path(out_dir) / name
-    rows = test_split_prompts(run_dir, harmful=False)
-    if cfg.max_helpful_prompts:
-        rows = rows[: cfg.max_helpful_prompts]
-    if not rows:
-        raise SafeAlignError(f"{Path(run_dir) / 'data' / 'test.jsonl'}: no benign prompts for helpfulness")
-    prompts = [r["prompt"] for r in rows]
+    prompts = [r["prompt"] for r in load_helpful_prompts(cfg, layout, split)]
     gen = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed,
                batch_size=cfg.batch_size, backend=cfg.backend)
     answers = generate(model_path, prompts, cache_path=model_dir / "cache" / "generation.jsonl",
@@ -48,8 +52,6 @@ def evaluate_helpfulness(cfg, name: str, model_path, out_dir: Path, run_dir: Pat
     out: dict = {"model": name, "judge": kind, "n": len(prompts)}
     per_row = [{"prompt": p, "answer": a} for p, a in zip(prompts, answers)]
     if kind == "toy":
-        from ..data.toy_world import ToyJudge
-
         toy = ToyJudge()
         flags = [bool(toy.is_helpful(p, a)) for p, a in zip(prompts, answers)]
         block = rate_block(sum(flags), len(flags))
@@ -57,23 +59,21 @@ def evaluate_helpfulness(cfg, name: str, model_path, out_dir: Path, run_dir: Pat
         for r, f in zip(per_row, flags):
             r["helpful"] = f
     else:
-        out.update(_rm_helpfulness(cfg, name, model_path, prompts, answers, model_dir, run_dir, gen, per_row))
+        out.update(_rm_helpfulness(name, model_path, prompts, answers, model_dir, layout, gen, per_row))
     write_jsonl(model_dir / "helpfulness_answers.jsonl", per_row)
     write_json(model_dir / "helpfulness.json", out)
     return out
 
 
-def _rm_helpfulness(cfg, name, model_path, prompts, answers, model_dir, run_dir, gen, per_row) -> dict:
-    from ..generation import generate
-    from ..rm.scoring import load_scorer, score_pairs
-
-    rm_path = cfg.helpful_rm_path
-    if not rm_path or not (Path(rm_path) / "config.json").is_file():
-        raise SafeAlignError(f"eval.helpful_rm_path: {rm_path}: no trained helpful reward model there")
+def _rm_helpfulness(name, model_path, prompts, answers, model_dir: Path, layout: RunLayout, gen, per_row) -> dict:
+    rm_path = layout.judge("helpful")
+    if not _has_model(rm_path):
+        raise SafeAlignError(f"{rm_path}: no trained helpful reward model there for the helpful-rm judge (run "
+                             "`safealign train-rm --dimension helpful`, or set reward.helpful_rm_path)")
     model, tok = load_scorer(rm_path)
     scores = score_pairs(model, tok, prompts, answers, desc=f"{name}: helpful RM")
     res = {"helpful_rm_path": str(rm_path), "mean_score": sum(scores) / len(scores)}
-    base = cfg.helpful_base_model or str(Path(run_dir) / "models" / "base")
+    base = layout.policy_start
     same = Path(str(model_path)).exists() and Path(base).resolve() == Path(str(model_path)).resolve()
     if not same:
         # Shared by every model of this results folder (keys hold the base's fingerprint): a sweep answers

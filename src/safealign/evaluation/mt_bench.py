@@ -25,11 +25,15 @@ import re
 import time
 import uuid
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+
+import datasets
 
 from ..errors import DataError, SafeAlignError
 from ..fileio import JsonlCache, read_jsonl, write_json, write_jsonl
+from ..generation import generate
+from .openai_client import ChatClient, ask_all
+from .plots import radar_chart
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,6 @@ def load_questions(source: str, split: str = "train") -> list[dict]:
         rows = read_jsonl(source)
     else:
         try:
-            import datasets
-
             rows = list(datasets.load_dataset(source, split=split))
         except Exception as err:  # noqa: BLE001 - offline / unknown id: one line for the user
             raise SafeAlignError(f"eval.mt_bench_questions: cannot load {source!r} "
@@ -93,8 +95,6 @@ def load_reference_answers(path: str | None) -> dict:
 # --------------------------------------------------------------------------- answers
 def generate_answers(model_path, name: str, questions: list[dict], cfg, model_dir: Path) -> list[dict]:
     """Two-turn answers in FastChat's model_answer format, grouped by temperature for batching."""
-    from ..generation import generate
-
     cache = model_dir / "cache" / "generation.jsonl"
     turns: dict[int, list[str]] = {q["question_id"]: [] for q in questions}
     n_turns = max(len(q["turns"]) for q in questions)
@@ -187,27 +187,15 @@ def run_judgments(tasks: list[dict], client, judge_model: str, cache_path: Path,
     A task whose requests fail for good is left out of the cache and reported in one error after all others
     are done: a rerun sends only those.
     """
-    from tqdm.auto import tqdm
-
     cache = JsonlCache(cache_path)
     keys = [task_key(t, judge_model) for t in tasks]
-    todo = [(k, t) for k, t in zip(keys, tasks) if k not in cache]
+    todo = {k: (client, t, max_tokens) for k, t in zip(keys, tasks) if k not in cache}
     log.info("MT-Bench judge: %d judgments, %d cached, %d to request", len(tasks), len(tasks) - len(todo), len(todo))
-    errors = []
-    with ThreadPoolExecutor(max_workers=concurrency) as pool, \
-            tqdm(total=len(todo), desc=f"judging ({judge_model})", disable=not show_progress) as bar:
-        futures = {pool.submit(_judge_one, client, t, max_tokens): (k, t) for k, t in todo}
-        for fut in as_completed(futures):
-            k, t = futures[fut]
-            bar.update(1)
-            try:
-                judgment = fut.result()
-            except SafeAlignError as err:
-                errors.append((t, err))
-                continue
-            cache.put({"key": k, "judgment": judgment, "tstamp": time.time()})  # one writer: this thread
+    _, errors = ask_all(_judge_one, todo, cache, concurrency=concurrency, desc=f"judging ({judge_model})",
+                        show_progress=show_progress)
     if errors:
-        t, err = errors[0]
+        key, err = errors[0]
+        t = todo[key][1]
         raise SafeAlignError(f"MT-Bench judge: {len(errors)} of {len(todo)} judgments failed (finished ones are "
                              f"cached; rerun to resume). First: question {t['question_id']} turn {t['turn']}: {err}")
     rows = []
@@ -250,9 +238,6 @@ def judge_file_name(judge_model: str) -> str:
 
 def evaluate_mt_bench(cfg, name: str, model_path, out_dir: Path, client=None) -> dict:
     """Answers, judgments, scores and the radar chart for one model; returns mt_bench.json."""
-    from .openai_client import ChatClient
-    from .plots import radar_chart
-
     if not cfg.mt_bench_questions or not cfg.mt_bench_judge_prompts:
         raise SafeAlignError("eval.mt_bench_questions / eval.mt_bench_judge_prompts: set both to run MT-Bench "
                              "(FastChat's question.jsonl and judge_prompts.jsonl)")
@@ -265,10 +250,10 @@ def evaluate_mt_bench(cfg, name: str, model_path, out_dir: Path, client=None) ->
     answers = generate_answers(model_path, name, questions, cfg, model_dir)
     write_jsonl(model_dir / "mt_bench" / "model_answer" / f"{name}.jsonl", answers)
     client = client or ChatClient(cfg.mt_bench_judge_base_url, cfg.mt_bench_judge_model, cfg.mt_bench_api_key_env,
-                                  timeout=cfg.mt_bench_timeout, max_retries=cfg.mt_bench_max_retries)
+                                  timeout=cfg.judge_timeout, max_retries=cfg.judge_max_retries)
     tasks = judge_tasks(questions, answers, refs, judge_prompts, name)
     rows = run_judgments(tasks, client, cfg.mt_bench_judge_model, model_dir / "cache" / "mt_bench_judgments.jsonl",
-                         concurrency=cfg.mt_bench_concurrency, max_tokens=cfg.mt_bench_judge_max_tokens)
+                         concurrency=cfg.judge_concurrency, max_tokens=cfg.mt_bench_judge_max_tokens)
     write_jsonl(model_dir / "mt_bench" / "model_judgment" / judge_file_name(cfg.mt_bench_judge_model), rows)
     result = aggregate(rows, {q["question_id"]: q["category"] for q in questions})
     result.update(model=name, judge=cfg.mt_bench_judge_model, judge_base_url=cfg.mt_bench_judge_base_url,

@@ -13,9 +13,14 @@ import os
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Callable
 from urllib.parse import urlparse
 
+from tqdm.auto import tqdm
+
 from ..errors import SafeAlignError
+from ..fileio import JsonlCache
 
 log = logging.getLogger(__name__)
 # The openai package's HTTP layer logs every request at INFO: one line per judgment drowns the progress bar.
@@ -103,6 +108,34 @@ class ChatClient:
         self._count("failures")
         raise JudgeRequestError(f"judge endpoint {self.base_url}: giving up after {self.max_retries + 1} attempts "
                                 f"({type(last).__name__}: {_short(last)})")
+
+
+def ask_all(ask: Callable[..., str], todo: dict[str, tuple], cache: JsonlCache | None, *, concurrency: int,
+            desc: str, show_progress: bool = True) -> tuple[dict[str, str], list[tuple[str, SafeAlignError]]]:
+    """`ask(*todo[key])` for every key, on `concurrency` threads: how both LLM judges (safety, MT-Bench) send
+    their requests.
+
+    Each answer goes into `cache` as soon as it arrives (`{key, judgment, tstamp}`, written by the calling
+    thread only: `JsonlCache` is not thread-safe), so an interrupted run resumes; a request that fails for
+    good is collected rather than raised, so the others still finish and are cached. Returns (judgment by
+    key, [(key, error)]); the caller words the error.
+    """
+    answers: dict[str, str] = {}
+    errors: list[tuple[str, SafeAlignError]] = []
+    with ThreadPoolExecutor(max_workers=concurrency) as pool, \
+            tqdm(total=len(todo), desc=desc, disable=not show_progress) as bar:
+        futures = {pool.submit(ask, *args): key for key, args in todo.items()}
+        for fut in as_completed(futures):
+            key = futures[fut]
+            bar.update(1)
+            try:
+                answers[key] = fut.result()
+            except SafeAlignError as err:
+                errors.append((key, err))
+                continue
+            if cache is not None:
+                cache.put({"key": key, "judgment": answers[key], "tstamp": time.time()})
+    return answers, errors
 
 
 def _short(err) -> str:

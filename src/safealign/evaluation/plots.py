@@ -76,6 +76,7 @@ def safety_bar_chart(by_model: dict[str, dict[str, dict]], path: Path, title: st
 
 def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """All scalar series of the TensorBoard event files under `log_dir` (tag -> [(step, value)])."""
+    # lazily, like matplotlib: only the report reads event files, and tensorboard is slow to import
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     series: dict[str, list[tuple[int, float]]] = {}

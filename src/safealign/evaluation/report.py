@@ -3,7 +3,7 @@
 A model folder is any sub-folder of the results folder holding `safety.json` or `mt_bench.json`
 (`helpfulness.json` and the distillation stage's `efficiency.json` are picked up when present). Deltas are
 taken against the model named `base_name` (default `base`). Training curves come from the TensorBoard event
-files under `<run dir>/logs/<stage>/`.
+files under the run's `logs/<stage>/` (`layout.logs`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 
 from ..errors import SafeAlignError
 from ..fileio import read_json, write_json, write_text
+from ..layout import RunLayout
+from .efficiency import efficiency_markdown
 from .plots import radar_chart, safety_bar_chart, training_curves
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ def deltas(entry: dict, base: dict) -> dict:
     return out
 
 
-def build_report(results_dir, out_dir=None, base_name: str = "base", run_dir=None,
+def build_report(results_dir, out_dir=None, base_name: str = "base", logs_dir=None,
                  models: list[str] | None = None) -> dict:
     """Write report.json, report.md and the plots into `out_dir` (default: `results_dir`); return report.json.
 
@@ -90,8 +92,8 @@ def build_report(results_dir, out_dir=None, base_name: str = "base", run_dir=Non
     mt = {n: e["mt_bench"]["per_category"] for n, e in models.items() if e["mt_bench"]}
     if mt and (p := radar_chart(mt, out_dir / "mt_bench_radar.png")):
         plots["mt_bench_radar"] = p.name
-    if run_dir is not None:
-        for p in training_curves(Path(run_dir) / "logs", out_dir):
+    if logs_dir is not None:
+        for p in training_curves(Path(logs_dir), out_dir):
             plots[p.stem] = p.name
     report = {"base": base_name if base is not None else None, "models": models, "plots": plots,
               "not_included": not_included}
@@ -149,8 +151,6 @@ def report_markdown(report: dict) -> str:
         lines.append("| unparsable judgments | " + " | ".join(str(m["n_unparsable"]) for m in mt_models.values()) + " |")
     eff = {n: e["efficiency"] for n, e in models.items() if e.get("efficiency")}
     if eff:
-        from ..efficiency import efficiency_markdown
-
         # the base first: the table's "vs" columns are relative to its first row
         ordered = dict(sorted(eff.items(), key=lambda kv: kv[0] != "base"))
         table = efficiency_markdown(ordered).split("\n", 2)[2]  # drop its own "# Efficiency" title
@@ -161,14 +161,14 @@ def report_markdown(report: dict) -> str:
 
 
 def cli_main(cfg, args) -> int:
-    run_dir = cfg.section("run").directory
-    results = Path(getattr(args, "results", None) or run_dir / "results")
+    layout = RunLayout.from_config(cfg)
+    results = Path(getattr(args, "results", None) or layout.results)
     out = Path(getattr(args, "output", None) or results)
     only = [m.strip() for m in args.models.split(",") if m.strip()] if getattr(args, "models", None) else None
     missing = [m for m in only or [] if collect_model(results / m) is None]
     if missing:  # before anything is written: a typo must not produce a report that silently lacks a model
         raise SafeAlignError(f"report --models: no safety.json or mt_bench.json under {results}/{missing[0]}")
-    report = build_report(results, out, run_dir=run_dir, models=only)
+    report = build_report(results, out, logs_dir=layout.logs, models=only)
     if report["not_included"]:
         print(f"report: left out {', '.join(report['not_included'])} (not in --models)")
     print((out / "report.md").read_text(encoding="utf-8"))

@@ -1,8 +1,11 @@
-"""`safealign evaluate safety|mt-bench|all --model NAME=PATH ...` and `evaluate_model(...)` for the pipeline.
+"""`safealign evaluate safety|mt-bench|all --model NAME=PATH ...` and `evaluate_model(...)`, the one public
+entry every other stage (pipeline, sweep, distill) evaluates through.
 
-`safety` = safety rate (+ helpfulness on the benign test prompts when a helpfulness judge is available);
+`safety` = safety rate (+ helpfulness on the benign prompts when a helpfulness judge is available);
 `mt-bench` = MT-Bench; `all` = both (MT-Bench only when `eval.mt_bench_questions` is set). Each model gets
-`<out>/<name>/` with its JSON, Markdown and PNG outputs and `eval.json` (what ran, timings).
+`<out>/<name>/` with its JSON, Markdown and PNG outputs and `eval.json` (what ran, timings). Prompts come from
+the prepared `split` (`test` by default; the sweep evaluates on `val`), judges and the base policy from the
+run layout.
 """
 
 from __future__ import annotations
@@ -15,34 +18,36 @@ from pathlib import Path
 from ..config import save_resolved
 from ..errors import ConfigError, SafeAlignError
 from ..fileio import write_json, write_text
+from ..layout import RunLayout
+from ..models.base import ensure_base_model
+from .helpfulness import evaluate_helpfulness
+from .mt_bench import evaluate_mt_bench
+from .safety import evaluate_safety
 
 log = logging.getLogger(__name__)
 
 
 def evaluate_model(cfg, name: str, model_path, what: str = "all", out_dir=None, judges: dict | None = None,
-                   mt_bench_client=None) -> dict:
+                   mt_bench_client=None, *, split: str = "test") -> dict:
     """Evaluate one model; returns {"model", "model_path", "safety", "helpfulness", "mt_bench", "seconds"}.
 
-    `cfg` is the whole `Config`; `judges` may pass ready judge objects by kind (e.g. a loaded cost model
-    shared between models).
+    `cfg` is the whole `Config`; `out_dir` the results folder (default: the run's `results/`); `split` the
+    prepared split whose prompts are asked (`test`, or `val` for the sweep); `judges` may pass ready judge
+    objects by kind (e.g. a loaded cost model shared between models).
     """
-    from .helpfulness import evaluate_helpfulness
-    from .mt_bench import evaluate_mt_bench
-    from .safety import evaluate_safety
-
     if what not in ("safety", "mt-bench", "all"):
         raise SafeAlignError(f"evaluate: what must be safety, mt-bench or all (got {what!r})")
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise ConfigError(f"--model {name}: a model name may hold only letters, digits, '.', '_' and '-'")
     ev = cfg.section("eval")
-    run_dir = cfg.section("run").directory
-    out_dir = Path(out_dir or run_dir / "results")
+    layout = RunLayout.from_config(cfg)
+    out_dir = Path(out_dir or layout.results)
     model_dir = out_dir / name
-    result: dict = {"model": name, "model_path": str(model_path), "what": what, "seconds": {}}
+    result: dict = {"model": name, "model_path": str(model_path), "what": what, "split": split, "seconds": {}}
     if what in ("safety", "all"):
         t = time.perf_counter()
-        result["safety"] = evaluate_safety(ev, name, model_path, out_dir, run_dir, judges=judges)
-        result["helpfulness"] = evaluate_helpfulness(ev, name, model_path, out_dir, run_dir)
+        result["safety"] = evaluate_safety(ev, name, model_path, out_dir, layout, split, judges=judges)
+        result["helpfulness"] = evaluate_helpfulness(ev, name, model_path, out_dir, layout, split)
         result["seconds"]["safety"] = time.perf_counter() - t
     if what == "mt-bench" or (what == "all" and ev.mt_bench_questions):
         t = time.perf_counter()
@@ -79,12 +84,12 @@ def summary_markdown(result: dict) -> str:
 
 
 def parse_model_args(items: list[str], cfg) -> list[tuple[str, str]]:
-    """`NAME=PATH` or `PATH` (named after its folder); none given: the run's base model, named `base`
-    (the embedded tiny model is built first when it is configured and missing)."""
+    """`NAME=PATH` or `PATH` (named after its folder); none given: the run's base policy (the layout's rule),
+    named `base` (the embedded tiny model is built first when it is configured and missing)."""
     if not items:
-        from ..models.base import ensure_base_model
-
-        return [("base", ensure_base_model(cfg))]
+        layout = RunLayout.from_config(cfg)
+        ensure_base_model(cfg)
+        return [("base", layout.policy_start)]
     out = []
     for item in items:
         name, sep, path = item.partition("=")
@@ -102,7 +107,7 @@ def parse_model_args(items: list[str], cfg) -> list[tuple[str, str]]:
 
 def cli_main(cfg, args) -> int:
     models = parse_model_args(getattr(args, "model", []) or [], cfg)
-    out_dir = Path(args.output) if getattr(args, "output", None) else cfg.section("run").directory / "results"
+    out_dir = Path(args.output) if getattr(args, "output", None) else RunLayout.from_config(cfg).results
     t0 = time.perf_counter()
     summaries = []
     for name, path in models:

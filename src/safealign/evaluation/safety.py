@@ -10,87 +10,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..errors import DataError, SafeAlignError
-from ..fileio import read_jsonl, write_json, write_jsonl, write_text
+from ..fileio import write_json, write_jsonl, write_text
+from ..generation import generate_with_stats
+from ..layout import RunLayout
+from .judges import make_judge
+from .prompts import load_safety_prompts
 from .stats import by_category, rate_block
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- prompt sets
-def test_split_prompts(run_dir: Path, harmful: bool) -> list[dict]:
-    """Distinct prompts of `<run dir>/data/test.jsonl` whose is_harmful_prompt equals `harmful`."""
-    path = Path(run_dir) / "data" / "test.jsonl"
-    if not path.is_file():
-        raise SafeAlignError(f"{path}: no prepared test split (run `safealign prepare` first)")
-    seen: dict[str, dict] = {}
-    for i, row in enumerate(read_jsonl(path), 1):
-        if "prompt" not in row or "is_harmful_prompt" not in row:
-            raise DataError(str(path), i, "prompt" if "prompt" not in row else "is_harmful_prompt", "missing")
-        if bool(row["is_harmful_prompt"]) != harmful:
-            continue
-        cats = list(row.get("harm_categories") or [])
-        if row["prompt"] in seen:
-            # a prompt's categories are the union over its records: a record whose two answers are both safe
-            # (a refusal and a vague answer) flags none, though its prompt is harmful
-            known = seen[row["prompt"]]["categories"]
-            known.extend(c for c in cats if c not in known)
-            continue
-        seen[row["prompt"]] = {"prompt": row["prompt"], "categories": cats}
-    return list(seen.values())
-
-
-def file_prompts(path: str) -> list[dict]:
-    """A local .jsonl/.json/.csv/.parquet file with `prompt` (+ optional `category`)."""
-    p = Path(path)
-    if p.suffix == ".jsonl":
-        rows = read_jsonl(p)
-    else:
-        import pandas as pd
-
-        readers = {".json": pd.read_json, ".csv": pd.read_csv, ".parquet": pd.read_parquet}
-        if p.suffix not in readers:
-            raise DataError(str(p), None, None, "unsupported file type (use .jsonl, .json, .csv or .parquet)")
-        rows = readers[p.suffix](p).to_dict("records")
-    return _validate_rows(rows, str(p))
-
-
-def hub_prompts(dataset_id: str, split: str) -> list[dict]:
-    try:
-        import datasets
-
-        ds = datasets.load_dataset(dataset_id, split=split)
-    except Exception as err:  # noqa: BLE001 - offline, unknown id, no such split: one line for the user
-        raise SafeAlignError(f"eval.safety_prompts: cannot load {dataset_id!r} split {split!r} "
-                             f"({str(err).splitlines()[0][:200]})") from None
-    return _validate_rows(list(ds), dataset_id)
-
-
-def _validate_rows(rows: list[dict], where: str) -> list[dict]:
-    out = []
-    for i, row in enumerate(rows, 1):
-        prompt = row.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise DataError(where, i, "prompt", "missing or empty")
-        cat = row.get("category")
-        cats = [c for c in (cat if isinstance(cat, list) else [cat]) if isinstance(c, str) and c]
-        out.append({"prompt": prompt, "categories": cats})
-    if not out:
-        raise DataError(where, None, None, "no prompts")
-    return out
-
-
-def load_safety_prompts(cfg, run_dir: Path) -> list[dict]:
-    src = cfg.safety_prompts
-    if src == "test_split":
-        rows = test_split_prompts(run_dir, harmful=True)
-    elif Path(src).exists():
-        rows = file_prompts(src)
-    else:
-        rows = hub_prompts(src, cfg.safety_prompts_split)
-    if not rows:
-        raise SafeAlignError(f"eval.safety_prompts: {src}: no harmful prompts found")
-    return rows[: cfg.max_safety_prompts] if cfg.max_safety_prompts else rows
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -105,13 +32,13 @@ def summarise(rows: list[dict], verdicts: list[tuple[bool, dict]], judge: str) -
     }
 
 
-def evaluate_safety(cfg, name: str, model_path, out_dir: Path, run_dir: Path, judges: dict | None = None) -> dict:
-    """Generate answers for the safety prompts, judge them, write safety.json + failures; return safety.json."""
-    from ..generation import generate_with_stats
-    from .judges import make_judge
+def evaluate_safety(cfg, name: str, model_path, out_dir: Path, layout: RunLayout, split: str = "test",
+                    judges: dict | None = None) -> dict:
+    """Generate answers for the safety prompts, judge them, write safety.json + failures; return safety.json.
 
+    `cfg` is the `eval` section; `split` the prepared split whose harmful prompts `test_split` means."""
     model_dir = Path(out_dir) / name
-    rows = load_safety_prompts(cfg, run_dir)
+    rows = load_safety_prompts(cfg, layout, split)
     prompts = [r["prompt"] for r in rows]
     log.info("safety: %d prompts for %s", len(prompts), name)
     answers, gstats = generate_with_stats(
@@ -122,11 +49,12 @@ def evaluate_safety(cfg, name: str, model_path, out_dir: Path, run_dir: Path, ju
     kinds = [cfg.judge] + [j for j in cfg.extra_judges if j != cfg.judge]
     results = {}
     for kind in kinds:
-        judge = judges.get(kind) or make_judge(kind, cfg, run_dir, cache_dir=model_dir / "cache")
+        judge = judges.get(kind) or make_judge(kind, cfg, layout, cache_dir=model_dir / "cache")
         results[kind] = judge.judge_many(prompts, answers)
     main = results[cfg.judge]
     summary = summarise(rows, main, cfg.judge)
     summary.update(model=name, model_path=str(model_path), prompt_source=cfg.safety_prompts,
+                   prompt_split=split if cfg.safety_prompts == "test_split" else None,
                    generation=gstats.to_dict(),
                    generation_params={"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
                                       "top_p": cfg.top_p, "seed": cfg.seed})

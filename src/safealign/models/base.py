@@ -1,26 +1,37 @@
-"""Where the base policy comes from: a Hub id / path, or the embedded tiny model built on first use."""
+"""Where the base model comes from: a Hub id / path, or the embedded tiny model built on first use.
+
+The base is what the policy and the reward models are built on (`base_model_path`); which policy alignment
+*starts* from (the base, or its SFT warm-up) is `RunLayout.policy_start`.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from pathlib import Path
+
+from ..fileio import read_jsonl
+from ..layout import RunLayout
+from ..toy import generate_toy_world, toy_corpus
+from .tiny import make_tiny_base
 
 log = logging.getLogger(__name__)
 
 
 def base_model_path(cfg) -> str:
-    """The base model every stage starts from (policy, reward models unless they name their own)."""
+    """The base model: `<run>/models/base` for the embedded tiny model, else `model.name_or_path`."""
     model = cfg.section("model")
     if model.is_tiny:
-        return str(cfg.section("run").directory / "models" / "base")
+        return str(RunLayout.from_config(cfg).base_model)
     return model.name_or_path
 
 
 def ensure_base_model(cfg, data_dir: str | Path | None = None) -> str:
     """Return `base_model_path(cfg)`, building the tiny model there first when it is configured and missing.
 
-    The tiny tokenizer is trained on the prepared training texts when they exist (else on a freshly
-    generated toy world), formatted with the chat template so its merges fit what the model will read.
+    The tiny tokenizer is trained on the prepared training texts when they exist (`data_dir`, default the
+    run's data folder; else on a freshly generated toy world), formatted with the chat template so its merges
+    fit what the model will read.
     """
     model = cfg.section("model")
     path = Path(base_model_path(cfg))
@@ -28,8 +39,6 @@ def ensure_base_model(cfg, data_dir: str | Path | None = None) -> str:
         return str(path)
     # Stages may start together (helpful and harmless RM in two processes): one builds, the others wait,
     # so nobody reads the folder while it is being replaced.
-    import fcntl
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / ".base.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -40,16 +49,11 @@ def ensure_base_model(cfg, data_dir: str | Path | None = None) -> str:
 
 def _build_tiny(cfg, path: Path, data_dir) -> None:
     model = cfg.section("model")
-    from ..data.toy_world import generate_toy_world, toy_corpus
-    from ..fileio import read_jsonl
-    from .tiny import make_tiny_base
-
-    train = Path(data_dir or cfg.section("run").directory / "data") / "train.jsonl"
-    rows = read_jsonl(train) if train.is_file() else generate_toy_world(**_toy_kwargs(cfg))
+    train = RunLayout.from_config(cfg).with_data_dir(data_dir).split("train")
+    if train.is_file():
+        rows = read_jsonl(train)
+    else:
+        toy = cfg.section("toy")
+        rows = generate_toy_world(num_pairs=toy.num_pairs, seed=toy.seed)
     log.info("building the tiny %s base model at %s", model.tiny_architecture, path)
     make_tiny_base(path, toy_corpus(rows), model, seed=cfg.section("run").seed)
-
-
-def _toy_kwargs(cfg) -> dict:
-    toy = cfg.section("toy")
-    return {"num_pairs": toy.num_pairs, "seed": toy.seed}

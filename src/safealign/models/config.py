@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from ..config import asdict_shallow, build_dataclass
 from ..errors import ConfigError
 
 
@@ -53,6 +54,4 @@ class ModelConfig:
         where the overrides came from in error messages."""
         if not overrides:
             return self
-        from ..config import asdict_shallow, build_dataclass
-
         return build_dataclass(ModelConfig, {**asdict_shallow(self), **overrides}, key)

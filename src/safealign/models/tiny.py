@@ -9,16 +9,19 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
+                          PreTrainedTokenizerFast)
+
 from ..chat import DEFAULT_CHAT_TEMPLATE
+from ..fileio import atomic_path
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000):
     """Train a byte-level BPE tokenizer on `texts`; returns a `PreTrainedTokenizerFast` with a chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -39,9 +42,6 @@ def build_tiny_model(tokenizer, architecture: str = "llama", hidden_size: int = 
                      num_heads: int = 4, intermediate_size: int = 192, max_position_embeddings: int = 512,
                      seed: int = 0):
     """A randomly initialised Llama- or Mistral-architecture causal LM sized for a CPU."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
-
     cls_cfg, cls_model = {"llama": (LlamaConfig, LlamaForCausalLM),
                           "mistral": (MistralConfig, MistralForCausalLM)}[architecture]
     config = cls_cfg(
@@ -65,8 +65,6 @@ def build_tiny_model(tokenizer, architecture: str = "llama", hidden_size: int = 
 
 def make_tiny_base(out_dir: str | os.PathLike, texts: Iterable[str], model_cfg, seed: int = 0) -> Path:
     """Train the tokenizer on `texts`, build the model from `model_cfg` (a ModelConfig), save both to `out_dir`."""
-    from ..fileio import atomic_path
-
     out_dir = Path(out_dir)
     tokenizer = train_tokenizer(texts, vocab_size=model_cfg.tiny_vocab_size)
     model = build_tiny_model(

@@ -5,89 +5,46 @@ other; the cost model ranks response_{safer} as the cheaper one and learns the s
 from `is_response_{0,1}_safe` (null = unknown, left out of the sign term). Single-response safety rows
 (`safety_train.jsonl`, BeaverTails) add sign-only examples to the cost model.
 
-Items are tokenized once, up front, with `safealign.chat.encode_pair` — the same call `score_pairs` uses.
+Records are read by `safealign.data.records` (the rules every stage shares: an empty response is allowed, a
+model may say nothing). Items are tokenized once, up front, with `safealign.chat.encode_pair` — the same call
+`score_pairs` uses.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from ..chat import encode_pair
-from ..errors import DataError
+from ..data.records import read_preference_records, read_safety_rows
 from .modeling import pad_right
 
-DIMENSIONS = ("helpful", "harmless")
 UNKNOWN = -1  # is_unsafe label of a response whose safety is not known
 
 
-def read_records(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, object) for each non-empty line; a malformed line raises DataError naming it."""
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(str(path), lineno, None, f"invalid JSON ({err.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(str(path), lineno, None, "expected a JSON object")
-            out.append((lineno, obj))
-    return out
-
-
-def _unsafe_label(value, path, lineno, field) -> int:
-    if value is None:
-        return UNKNOWN
-    if not isinstance(value, bool):
-        raise DataError(str(path), lineno, field, f"expected true, false or null (got {value!r})")
-    return 0 if value else 1
-
-
-def _text(obj, field, path, lineno):
-    value = obj.get(field)
-    if field == "prompt":  # a string or a list of chat messages, never empty
-        ok = isinstance(value, list) and bool(value) or isinstance(value, str) and bool(value.strip())
-    else:  # a response may be empty (the model said nothing) but must be a string
-        ok = isinstance(value, str)
-    if not ok:
-        raise DataError(str(path), lineno, field, f"expected a non-empty string (got {value!r:.60})"
-                        if field == "prompt" else f"expected a string (got {value!r:.60})")
-    return value
+def _unsafe_label(is_safe: bool | None) -> int:
+    return UNKNOWN if is_safe is None else int(not is_safe)
 
 
 def pair_examples(path: str | Path, dimension: str) -> list[dict]:
     """Preference records -> {prompt, chosen, rejected, chosen_unsafe, rejected_unsafe} (chosen = preferred)."""
     key = "better_response_id" if dimension == "helpful" else "safer_response_id"
     examples = []
-    for lineno, obj in read_records(path):
-        prompt = _text(obj, "prompt", path, lineno)
-        responses = [_text(obj, f"response_{i}", path, lineno) for i in (0, 1)]
-        pick = obj.get(key)
-        if pick not in (0, 1) or isinstance(pick, bool):
-            raise DataError(str(path), lineno, key, f"expected 0 or 1 (got {pick!r})")
-        unsafe = [_unsafe_label(obj.get(f"is_response_{i}_safe"), path, lineno, f"is_response_{i}_safe")
-                  for i in (0, 1)]
-        examples.append({"prompt": prompt, "chosen": responses[pick], "rejected": responses[1 - pick],
+    for rec in read_preference_records(path):
+        pick = rec[key]
+        responses = [rec["response_0"], rec["response_1"]]
+        unsafe = [_unsafe_label(rec.get(f"is_response_{i}_safe")) for i in (0, 1)]
+        examples.append({"prompt": rec["prompt"], "chosen": responses[pick], "rejected": responses[1 - pick],
                          "chosen_unsafe": unsafe[pick], "rejected_unsafe": unsafe[1 - pick]})
     return examples
 
 
 def single_examples(path: str | Path) -> list[dict]:
-    """Single-response safety rows {prompt, response, is_safe} -> {prompt, response, unsafe}; null is_safe skipped."""
-    examples = []
-    for lineno, obj in read_records(path):
-        prompt = _text(obj, "prompt", path, lineno)
-        response = _text(obj, "response", path, lineno)
-        label = _unsafe_label(obj.get("is_safe"), path, lineno, "is_safe")
-        if label != UNKNOWN:
-            examples.append({"prompt": prompt, "response": response, "unsafe": label})
-    return examples
+    """Single-response safety rows {prompt, response, is_safe} -> {prompt, response, unsafe}."""
+    return [{"prompt": row["prompt"], "response": row["response"], "unsafe": _unsafe_label(row["is_safe"])}
+            for row in read_safety_rows(path)]
 
 
 class RewardDataset(torch.utils.data.Dataset):

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..chat import encode_pair
 from ..errors import SafeAlignError
+from ..models.loading import load_score_model, load_tokenizer
 from .modeling import pad_right, sequence_scores
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,6 @@ log = logging.getLogger(__name__)
 
 def load_scorer(path, device=None, dtype: str = "auto"):
     """Load a saved reward/cost model folder -> (model in eval mode on `device`, tokenizer)."""
-    from ..models.loading import load_score_model, load_tokenizer
-
     tokenizer = load_tokenizer(str(path))
     model = load_score_model(str(path), dtype=dtype, pad_token_id=tokenizer.pad_token_id)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

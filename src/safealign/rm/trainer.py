@@ -4,7 +4,7 @@ One forward over chosen + rejected (+ single-response rows) concatenated; the lo
 of `safealign.losses`. Training figures are collected per step and written with `self.log()` (TRL's
 RewardTrainer pattern); evaluation figures (pairwise accuracy; for the cost model sign accuracy and AUROC)
 are computed over the whole validation set and added to the metrics the Trainer uses to keep the best
-checkpoint.
+checkpoint. Checkpoints are written atomically by the shared `AtomicCheckpointMixin`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ from __future__ import annotations
 from collections import defaultdict
 
 import torch
+from accelerate.utils import gather_object
 from transformers import Trainer
 
 from ..losses import cost_ranking_loss, cost_sign_loss, pairwise_ranking_loss, reward_centering_loss
+from ..training import AtomicCheckpointMixin
 from .metrics import reward_metrics
 from .modeling import sequence_scores
 
 
-class RewardTrainer(Trainer):
+class RewardTrainer(AtomicCheckpointMixin, Trainer):
     """Trainer for the helpful RM (`dimension="helpful"`) or the cost model (`dimension="harmless"`)."""
 
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
@@ -99,11 +101,7 @@ class RewardTrainer(Trainer):
         return output
 
     def _gather(self, values: list) -> list:
-        if self.accelerator.num_processes == 1:
-            return values
-        from accelerate.utils import gather_object
-
-        return gather_object(values)
+        return values if self.accelerator.num_processes == 1 else gather_object(values)
 
     # ------------------------------------------------------------------ logging
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

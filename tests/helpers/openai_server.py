@@ -10,7 +10,7 @@ POST /v1/chat/completions is answered by `responder(body) -> reply`, where reply
 Every request body is kept in `srv.requests`.
 
 Run as a script it serves a deterministic judge for demos: MT-Bench ratings from a hash of the prompt and
-safety verdicts from a keyword rule:  python tests/openai_server.py --port 8011
+safety verdicts from a keyword rule:  python tests/helpers/openai_server.py --port 8011
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Test helpers for the distillation end-to-end test: the teacher's safe-answer set, tiny reward models
+"""Helpers for the distillation end-to-end test: the teacher's safe-answer set, tiny reward models
 trained with the project's losses, and toy-world safety/helpfulness rates (ToyJudge) of a model."""
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def train_tiny_rm(base_path, rows: list[dict], dimension: str, out_dir, epochs: 
 
 def toy_rates(model_path, rows: list[dict], max_new_tokens: int = 40) -> dict:
     """Safety rate on the harmful prompts and helpfulness on the benign prompts of `rows` (greedy answers)."""
-    from safealign.data.toy_world import ToyJudge
+    from safealign.toy import ToyJudge
     from safealign.generation import generate, release
 
     judge = ToyJudge()

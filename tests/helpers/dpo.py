@@ -1,15 +1,15 @@
-"""Shared helpers for the Safe-MM-DPO tests (no tests here): toy records, random-head judges, configs."""
+"""Helpers for the Safe-MM-DPO tests: toy records, random-head judges, run folders, configs."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from safealign.toy import generate_toy_world
+
 
 def toy_records(n: int, seed: int = 0) -> list[dict]:
     """Canonical preference records from the toy world (the fields the DPO stage reads)."""
-    from safealign.data.toy_world import generate_toy_world
-
     out = []
     for i, row in enumerate(generate_toy_world(num_pairs=n, seed=seed)):
         safe0, safe1 = row["is_response_0_safe"], row["is_response_1_safe"]
@@ -69,14 +69,17 @@ def dpo_settings(**over) -> dict:
 
 def make_cfg(run_dir: Path, tiny_base: Path, rm_root: Path | None = None, model_over: dict | None = None,
              **dpo_over):
+    """The run's config: the policy starts from `tiny_base` (`model.name_or_path`), the judges are those under
+    `rm_root` (`reward.*_rm_path`, which `helpful_rm_path=`/`harmless_rm_path=` replace); other keywords are
+    `dpo` settings."""
     from safealign.config import Config
 
     rm_root = rm_root or run_dir
-    dpo = dpo_settings(**{"policy_name_or_path": str(tiny_base),
-                          "helpful_rm_path": str(rm_root / "models" / "helpful_rm"),
-                          "harmless_rm_path": str(rm_root / "models" / "harmless_rm"), **dpo_over})
+    reward = {f"{dim}_rm_path": dpo_over.pop(f"{dim}_rm_path", str(rm_root / "models" / f"{dim}_rm"))
+              for dim in ("helpful", "harmless")}
     raw = {"run": {"name": "t", "run_dir": str(run_dir), "report_to": ["none"], "seed": 7},
-           "model": {"name_or_path": str(tiny_base), "dtype": "float32", **(model_over or {})}, "dpo": dpo}
+           "model": {"name_or_path": str(tiny_base), "dtype": "float32", **(model_over or {})},
+           "reward": reward, "dpo": dpo_settings(**dpo_over)}
     return Config(raw)
 
 

@@ -5,9 +5,13 @@ Throughput is measured on a fixed workload: the same prompts, greedy decoding, a
 new tokens per prompt (`min_new_tokens` equal to it, so a model that stops early does not look faster), after
 one untimed warm-up batch; the workload runs `repeats` times and the fastest run counts (on a shared
 machine other processes only ever slow a run down; the median is recorded too). `measure_models` runs the
-repeats in rounds over the models, each model loaded afresh per round. Memory: on CUDA the peak of `torch.cuda.max_memory_allocated` over loading plus
-generation; on CPU the peak resident-set size over the same span minus the RSS before loading, sampled every
-few milliseconds by a background thread (the process-wide `ru_maxrss` cannot be reset between models).
+repeats in rounds over the models, each model loaded afresh per round. Memory: on CUDA the peak of
+`torch.cuda.max_memory_allocated` over loading plus generation; on CPU the peak resident-set size over the
+same span minus the RSS before loading, sampled every few milliseconds by a background thread (the
+process-wide `ru_maxrss` cannot be reset between models).
+
+It lives with the evaluation because it is a measurement of a model like the others, and the report formats
+its table (`efficiency_markdown`); the distillation stage runs it for base, teacher and student.
 """
 
 from __future__ import annotations
@@ -19,7 +23,14 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .fileio import write_json, write_text
+import psutil
+import torch
+from huggingface_hub import snapshot_download
+from tqdm.auto import tqdm
+
+from ..chat import prompt_text
+from ..fileio import write_json, write_text
+from ..models.loading import count_parameters, load_causal_lm, load_tokenizer
 
 
 def disk_bytes(path: str | os.PathLike) -> int | None:
@@ -30,8 +41,6 @@ def disk_bytes(path: str | os.PathLike) -> int | None:
         return p.stat().st_size
     if not p.exists():
         try:
-            from huggingface_hub import snapshot_download
-
             p = Path(snapshot_download(str(path), local_files_only=True))
         except Exception:  # noqa: BLE001 - not a cached Hub id: size unknown
             return None
@@ -43,8 +52,6 @@ class _RssSampler:
     """Peak RSS of this process while active (a thread polls /proc through psutil)."""
 
     def __init__(self, interval: float = 0.005):
-        import psutil
-
         self._proc = psutil.Process()
         self.interval = interval
         self.start_rss = self._proc.memory_info().rss
@@ -70,11 +77,6 @@ class _RssSampler:
 def measure_efficiency(model_path: str | os.PathLike, prompts: Sequence[str], *, max_new_tokens: int = 32,
                        batch_size: int = 8, dtype: str = "auto", repeats: int = 3) -> dict:
     """Load `model_path`, generate for `prompts` on the fixed workload above; return the figures."""
-    import torch
-
-    from .chat import prompt_text
-    from .models.loading import count_parameters, load_causal_lm, load_tokenizer
-
     if not prompts:
         raise ValueError("measure_efficiency: no prompts")
     cuda = torch.cuda.is_available()
@@ -178,8 +180,6 @@ def _fmt(value, spec: str) -> str:
 def measure_models(models: dict[str, str], prompts: Sequence[str], results_dir: str | os.PathLike, *,
                    max_new_tokens: int = 32, batch_size: int = 8, repeats: int = 3) -> dict[str, dict]:
     """Measure each NAME -> path; write `<results>/<NAME>/efficiency.json` and `<results>/efficiency.md`."""
-    from tqdm.auto import tqdm
-
     results_dir = Path(results_dir)
     rows: dict[str, dict] = {}
     if models:

@@ -1,4 +1,4 @@
-"""Distillation data: which prompts the teacher answers, and which of its answers the student learns from.
+"""Distillation data selection: which prompts the teacher answers, and which of its answers the student learns from.
 
 Pure functions over plain rows (no models here), so the selection logic is tested on hand-made scores.
 
@@ -19,7 +19,7 @@ import random
 from collections import defaultdict
 from typing import Sequence
 
-from .errors import DataError
+from ..data.records import prompts_of
 
 REASON_COST = "cost"
 REASON_HELPFUL = "helpful"
@@ -36,25 +36,20 @@ def quantile(values: Sequence[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def sample_prompts(rows: Sequence[dict], num_prompts: int, harmful_fraction: float, seed: int,
-                   source: str = "train.jsonl") -> list[dict]:
-    """Distinct prompts of the training split, `harmful_fraction` of them harmful, drawn with `seed`.
+def sample_prompts(records: Sequence[dict], num_prompts: int, harmful_fraction: float, seed: int) -> list[dict]:
+    """Distinct prompts of canonical `records`, `harmful_fraction` of them harmful, drawn with `seed`.
 
-    Returns [{prompt, is_harmful_prompt}]. When one kind runs short, the other fills the gap so the
-    count holds as long as the split has enough distinct prompts.
+    A prompt is harmful when any of its records is. Returns [{prompt, is_harmful_prompt}]. When one kind
+    runs short, the other fills the gap so the count holds as long as the records have enough prompts.
     """
-    kinds: dict[str, bool] = {}
-    for i, row in enumerate(rows):
-        prompt = row.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise DataError(source, i + 1, "prompt", "missing or empty")
-        kinds[prompt] = kinds.get(prompt, False) or bool(row.get("is_harmful_prompt", False))
-    harmful = sorted(p for p, h in kinds.items() if h)
-    benign = sorted(p for p, h in kinds.items() if not h)
+    flagged = {p["prompt"] for p in prompts_of(records, harmful=True)}
+    every = [p["prompt"] for p in prompts_of(records)]
+    harmful = sorted(p for p in every if p in flagged)
+    benign = sorted(p for p in every if p not in flagged)
     rng = random.Random(seed)
     rng.shuffle(harmful)
     rng.shuffle(benign)
-    num_prompts = min(num_prompts, len(kinds))
+    num_prompts = min(num_prompts, len(every))
     want_harmful = min(round(num_prompts * harmful_fraction), len(harmful))
     want_benign = min(num_prompts - want_harmful, len(benign))
     want_harmful = min(num_prompts - want_benign, len(harmful))
