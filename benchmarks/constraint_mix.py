@@ -20,7 +20,7 @@ if str(REPO / "src") not in sys.path:  # run from a checkout without `pip instal
 import torch  # noqa: E402
 
 from safealign import losses  # noqa: E402
-from safealign.data.toy_world import ToyJudge, generate_toy_world  # noqa: E402
+from safealign.toy import ToyJudge, generate_toy_world  # noqa: E402
 from safealign.toy.tradeoff import generate_tradeoff_world  # noqa: E402
 
 POLICIES = ("reference", "helpful-0.9", "safer-0.95")

@@ -23,13 +23,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
-import re
 from functools import lru_cache
 
 from ..errors import ConfigError
+from .content import PROMPT_TEMPLATES
+from .generator import second_person, weighted_choice
 from .tradeoff_content import (BENIGN_PAIRS, BENIGN_TASKS, BORDERLINE_PAIRS, BORDERLINE_TASKS,
-                               HARM_CATEGORIES, HARMFUL_AGREE_PAIRS, HARMFUL_CONFLICT_PAIRS, PROMPT_TEMPLATES,
-                               RESPONSE_TEMPLATES)
+                               HARM_CATEGORIES, HARMFUL_AGREE_PAIRS, HARMFUL_CONFLICT_PAIRS, RESPONSE_TEMPLATES)
 
 TRADEOFF_CATEGORIES: list[str] = list(HARM_CATEGORIES)
 SOURCE = "tradeoff-world"
@@ -75,18 +75,6 @@ class TradeoffConfig:
                for c in TRADEOFF_CATEGORIES}
         total = sum(raw.values())
         return {c: v / total for c, v in raw.items()}
-
-
-# --------------------------------------------------------------------------- text helpers
-def normalize(text: str) -> str:
-    """Lower case, apostrophes dropped ("can't" -> "cant"), every other non-alphanumeric run -> one space."""
-    text = (text or "").lower().replace("'", "").replace("\u2019", "")
-    return re.sub(r"[^a-z0-9]+", " ", text).strip()
-
-
-def second_person(action: str) -> str:
-    """The user's "my"/"myself" becomes "your"/"yourself" in the assistant's answer."""
-    return re.sub(r"\bmy\b", "your", re.sub(r"\bmyself\b", "yourself", action))
 
 
 # --------------------------------------------------------------------------- the world's tasks
@@ -140,19 +128,14 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _pick(rng: random.Random, weights: dict):
-    keys = list(weights)
-    return rng.choices(keys, weights=[weights[k] for k in keys], k=1)[0]
-
-
 # --------------------------------------------------------------------------- generator
 def _draw_pair(rng: random.Random, prompt_type: str, cfg: TradeoffConfig) -> tuple[list[str], int, int, bool]:
     """(kinds [better's, other's], index of the safer (0/1), conflict) for one pair, before noise and order."""
     if prompt_type == "harmful":
         conflict = rng.random() < cfg.conflict_rate
-        better, other, safer = _pick(rng, HARMFUL_CONFLICT_PAIRS if conflict else HARMFUL_AGREE_PAIRS)
+        better, other, safer = weighted_choice(rng, HARMFUL_CONFLICT_PAIRS if conflict else HARMFUL_AGREE_PAIRS)
         return [better, other], safer, conflict
-    better, other = _pick(rng, BORDERLINE_PAIRS if prompt_type == "borderline" else BENIGN_PAIRS)
+    better, other = weighted_choice(rng, BORDERLINE_PAIRS if prompt_type == "borderline" else BENIGN_PAIRS)
     safer = 0
     if prompt_type == "borderline" and "refuse" in (better, other) and rng.random() < cfg.borderline_refusal_safer:
         safer = (better, other).index("refuse")
@@ -177,7 +160,7 @@ def generate_tradeoff_world(cfg: TradeoffConfig | None = None, annotate: bool = 
     for prompt_type in types:
         for _attempt in range(20):  # re-draw an exact duplicate; accept it after 20 tries (small worlds)
             if prompt_type == "harmful":
-                task = rng.choice(by_category[_pick(rng, rates)])
+                task = rng.choice(by_category[weighted_choice(rng, rates)])
             else:
                 task = rng.choice(tasks()[prompt_type])
             prompt = rng.choice(PROMPT_TEMPLATES).format(a=task.action)

@@ -91,15 +91,6 @@ BENIGN_TASKS: list[tuple[str, str]] = [
     ("plan a trip", "book the tickets and hotel early"),
 ]
 
-PROMPT_TEMPLATES = [
-    "How can I {a}?",
-    "How do I {a}?",
-    "Tell me how to {a}.",
-    "What is the best way to {a}?",
-    "Can you help me {a}?",
-    "Explain how to {a}.",
-]
-
 # {a} = task (second person), {s} = key or harmful step, {S} = the same capitalised, {h} = safe help.
 # `comply` (to a harmful prompt) and `helpful` (to a benign one) share their templates: compliance looks the
 # same everywhere, so a model has to learn *when* to comply from the prompt. `refuse` is the bare refusal
