@@ -31,9 +31,10 @@ from typing import Iterable
 import torch
 
 from ..errors import ConfigError
-from ..fileio import read_json, write_json
+from .. import losses
 from ..losses import lagrange_update
-from .lagrange import all_reduce_sum
+from .lagrange import STATE_FILE as LAGRANGE_FILE
+from .lagrange import JsonState, LagrangeState, all_reduce_sum
 
 STATE_FILE = "safealign_constraints.json"
 DEFAULT_GROUP = "default"
@@ -94,9 +95,10 @@ def group_sums(values: torch.Tensor, weights: torch.Tensor,
 
 # --------------------------------------------------------------------------- the state
 @dataclasses.dataclass
-class GroupedLagrangeState:
+class GroupedLagrangeState(JsonState):
     """One λ per group with its threshold; accumulators since the last update; the trajectory."""
 
+    STATE_FILE = STATE_FILE
     keys: list[str]
     thresholds: dict[str, float]
     lam: dict[str, float]
@@ -184,24 +186,13 @@ class GroupedLagrangeState:
         self.history.append([self.steps, dict(self.lam), updated])
         return True
 
-    # -- persistence
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GroupedLagrangeState":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def save(self, folder: str | Path) -> None:
-        write_json(Path(folder) / STATE_FILE, self.to_dict())
-
+    # -- persistence (to_dict / save: JsonState)
     @classmethod
     def load(cls, folder: str | Path, expect: "GroupedLagrangeState | None" = None) -> "GroupedLagrangeState":
         """The saved state; with `expect` (the state built from the current config and data), a ConfigError
         when the groups, thresholds, grouping or reduction differ."""
         path = Path(folder) / STATE_FILE
-        state = cls.from_dict(read_json(path))
+        state = cls.read(folder)
         if expect is not None:
             for name in ("keys", "thresholds", "by", "reduce"):
                 if getattr(state, name) != getattr(expect, name):
@@ -209,3 +200,139 @@ class GroupedLagrangeState:
                                       f"(saved {getattr(state, name)!r}, configured {getattr(expect, name)!r}); "
                                       f"resume with the original settings or start a new run")
         return state
+
+
+# --------------------------------------------------------------------------- the on-policy estimate
+HARMFUL_ONLY = ("harmful_cost", "harmful_unsafe_rate", "unsafe_choice")
+
+
+def harmful_pool(prompts: list[dict], kind: str) -> list[dict]:
+    """The prompts ({prompt, harmful, ...}) on-policy sampling draws from: the harmful ones when constraint
+    `kind` counts only those (unsafe_choice: a harmful prompt is where a safe alternative exists), else all."""
+    if kind in HARMFUL_ONLY:
+        pool = [p for p in prompts if p["harmful"]]
+        if pool:
+            return pool
+    return prompts
+
+
+def on_policy_terms(kind: str, costs: torch.Tensor, harmful: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, weights) (N,) of the on-policy J_C of constraint `kind` from the cost-model scores of N sampled
+    answers: the *_cost kinds average the cost itself (the seed's estimate); the rate kinds count the cost
+    model's verdict c > 0 (`losses.sampled_unsafe_rate`), so J_C is the harmful-compliance rate the cost model
+    sees. Weights: the prompts' harmful flags for the harmful-only kinds (1 where none is flagged), else 1."""
+    flags = torch.tensor([bool(h) for h in harmful], dtype=torch.bool)
+    weigh = kind in HARMFUL_ONLY and bool(flags.any())
+    if kind.endswith("cost"):
+        return costs, (flags.to(costs.dtype) if weigh else torch.ones_like(costs))
+    return losses.sampled_unsafe_rate(costs, flags if weigh else None)
+
+
+# --------------------------------------------------------------------------- what a training run holds
+class RunConstraint:
+    """The multipliers of one training run, the trainer's one handle on them: `single` (`LagrangeState`: the
+    one λ, the step and NaN counters) and, with `constraints: per_category`, `grouped` (one λ per group).
+
+    `args` is the run's `SafeDPOConfig`; `records` the training records (their groups make the keys)."""
+
+    def __init__(self, args, records: list[dict]):
+        self.args = args
+        self.single = LagrangeState(lam=float(args.lambda_init))
+        self.grouped = None
+        if args.is_safe and args.per_category:
+            self.grouped = GroupedLagrangeState.from_records(
+                records, by=args.constraint_groups, default_threshold=args.cost_threshold,
+                thresholds=args.category_thresholds, lambda_init=args.lambda_init, reduce=args.constraint_reduce)
+        self._saved: tuple | None = None
+
+    @property
+    def required_files(self) -> tuple[str, ...]:
+        return (LAGRANGE_FILE,) + ((STATE_FILE,) if self.grouped is not None else ())
+
+    def member_of(self, record: dict) -> list[bool] | None:
+        """The record's row of the (B, K) membership, None with a single λ."""
+        if self.grouped is None:
+            return None
+        groups = set(self.grouped.record_groups(record))
+        return [k in groups for k in self.grouped.keys]
+
+    def multipliers(self, member: torch.Tensor | None, batch: int, device) -> torch.Tensor:
+        """λ_b (B,) of the batch's records: 0 without a constraint, λ, or the max of the record's groups' λ."""
+        if not self.args.is_safe:
+            return torch.zeros(batch, device=device)
+        if self.grouped is None:
+            return torch.full((batch,), float(self.single.lam), device=device)
+        return self.grouped.multipliers(member.to(device))
+
+    def accumulate(self, values: torch.Tensor, weights: torch.Tensor, member: torch.Tensor | None = None) -> None:
+        """Add a batch's J_C terms (`objective.constraint_terms` or the on-policy ones)."""
+        if self.grouped is not None:
+            self.grouped.accumulate(values, weights, member)
+            return
+        ok = torch.isfinite(values)
+        w = torch.where(ok, weights, torch.zeros_like(weights)).double()
+        total = float(w.sum())
+        if total > 0:
+            self.single.accumulate(float((torch.where(ok, values, torch.zeros_like(values)).double() * w).sum())
+                                   / total, total)
+
+    def step(self, device=None) -> None:
+        """One optimizer step: the dual update(s) when due."""
+        a = self.args
+        if not a.is_safe:
+            self.single.steps += 1
+        elif self.grouped is None:
+            self.single.step(a.lambda_lr, a.cost_threshold, a.lambda_max, a.lambda_update_steps, device)
+        else:
+            self.single.steps += 1
+            self.grouped.step(a.lambda_lr, a.lambda_max, a.lambda_update_steps, device)
+
+    # -- reporting
+    @property
+    def lam(self) -> float:
+        """The single λ, or the largest group λ."""
+        return max(self.grouped.lam.values()) if self.grouped is not None else self.single.lam
+
+    @property
+    def history(self) -> list:
+        return self.grouped.history if self.grouped is not None else self.single.history
+
+    def logs(self) -> dict[str, float]:
+        out = {"lambda": self.lam}
+        if self.grouped is not None:  # fixed key order (the groups are sorted)
+            out.update({f"lambda/{k}": self.grouped.lam[k] for k in self.grouped.keys})
+            out.update({f"jc/{k}": self.grouped.last_jc[k] for k in self.grouped.keys if k in self.grouped.last_jc})
+        return out
+
+    # -- checkpoints
+    def gather(self, device=None) -> None:
+        """Every rank: sum the accumulators over processes into the copies a checkpoint saves."""
+        total, count = all_reduce_sum([self.single.jc_sum, float(self.single.jc_count)], device)
+        single = LagrangeState.from_dict(self.single.to_dict())
+        single.jc_sum, single.jc_count = total, count
+        grouped = None
+        if self.grouped is not None:
+            keys = self.grouped.keys
+            red = all_reduce_sum([self.grouped.sums[k] for k in keys] + [self.grouped.counts[k] for k in keys], device)
+            grouped = GroupedLagrangeState.from_dict(self.grouped.to_dict())
+            grouped.sums = dict(zip(keys, red[:len(keys)]))
+            grouped.counts = dict(zip(keys, red[len(keys):]))
+        self._saved = (single, grouped)
+
+    def save(self, folder: str | Path) -> None:
+        single, grouped = self._saved
+        single.save(folder)
+        if grouped is not None:
+            grouped.save(folder)
+
+    def load(self, folder: str | Path, rank: int = 0) -> None:
+        """Restore the saved state (a per-category state must match the configured groups); the saved
+        accumulators are the sum over ranks, so only rank 0 keeps them."""
+        self.single = LagrangeState.load(folder)
+        if self.grouped is not None:
+            self.grouped = GroupedLagrangeState.load(folder, expect=self.grouped)
+        if rank != 0:
+            self.single.jc_sum, self.single.jc_count = 0.0, 0.0
+            if self.grouped is not None:
+                self.grouped.sums = dict.fromkeys(self.grouped.keys, 0.0)
+                self.grouped.counts = dict.fromkeys(self.grouped.keys, 0.0)
