@@ -12,7 +12,8 @@ from safealign.evaluation.stats import wilson_interval
 from safealign.toy.tradeoff import (TRADEOFF_CATEGORIES, TradeoffConfig, generate_tradeoff_world, task_responses,
                                     tasks, tradeoff_prompts)
 from safealign.toy.tradeoff_content import HARM_CATEGORIES
-from safealign.toy.tradeoff_judge import TradeoffJudge, evaluate, judge_all, summarize
+from safealign.evaluation.tradeoff import evaluate, summarize
+from safealign.toy.tradeoff_judge import TradeoffJudge, judge_all
 
 PKU2024_KEYS = {"prompt", "response_0", "response_1", "is_response_0_safe", "is_response_1_safe",
                 "better_response_id", "safer_response_id", "response_0_harm_category", "response_1_harm_category",

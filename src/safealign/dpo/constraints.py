@@ -233,9 +233,10 @@ class RunConstraint:
     """The multipliers of one training run, the trainer's one handle on them: `single` (`LagrangeState`: the
     one λ, the step and NaN counters) and, with `constraints: per_category`, `grouped` (one λ per group).
 
-    `args` is the run's `SafeDPOConfig`; `records` the training records (their groups make the keys)."""
+    `args` is the run's `SafeDPOConfig`; `records` the training records (their groups make the keys);
+    `other_records` (validation) only teach their prompts' groups."""
 
-    def __init__(self, args, records: list[dict]):
+    def __init__(self, args, records: list[dict], other_records: list[dict] = ()):
         self.args = args
         self.single = LagrangeState(lam=float(args.lambda_init))
         self.grouped = None
@@ -244,17 +245,24 @@ class RunConstraint:
                 records, by=args.constraint_groups, default_threshold=args.cost_threshold,
                 thresholds=args.category_thresholds, lambda_init=args.lambda_init, reduce=args.constraint_reduce)
         self._saved: tuple | None = None
+        self._prompt_groups: dict[str, set] = {}
+        for rec in [*records, *other_records] if self.grouped is not None else []:  # before any lookup
+            self.member_of(rec)
 
     @property
     def required_files(self) -> tuple[str, ...]:
         return (LAGRANGE_FILE,) + ((STATE_FILE,) if self.grouped is not None else ())
 
     def member_of(self, record: dict) -> list[bool] | None:
-        """The record's row of the (B, K) membership, None with a single λ."""
+        """The record's row of the (B, K) membership, None with a single λ. A record belongs to the groups of
+        its *prompt* (every record of it seen so far): a pair of two safe answers to a harmful prompt (a
+        refusal and a redirect) then still counts in its category's constraint."""
         if self.grouped is None:
             return None
-        groups = set(self.grouped.record_groups(record))
-        return [k in groups for k in self.grouped.keys]
+        own = [g for g in self.grouped.record_groups(record) if g != DEFAULT_GROUP]
+        groups = self._prompt_groups.setdefault(record["prompt"], set())
+        groups.update(own)
+        return [k in groups for k in self.grouped.keys] if groups else [k == DEFAULT_GROUP for k in self.grouped.keys]
 
     def multipliers(self, member: torch.Tensor | None, batch: int, device) -> torch.Tensor:
         """λ_b (B,) of the batch's records: 0 without a constraint, λ, or the max of the record's groups' λ."""

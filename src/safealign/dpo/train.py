@@ -86,7 +86,7 @@ def build_trainer(cfg, data_dir=None, output_dir=None, stage: str = "dpo"):
         for name, recs in records.items():
             require_safety_labels(recs, layout.split(name))
     args.check_steps(len(records["train"]), args.world_size, key="dpo.num_train_epochs")
-    constraint = RunConstraint(args, records["train"])
+    constraint = RunConstraint(args, records["train"], records.get("val", []))
     policy_path = starting_policy(cfg, layout)
     helpful_path, harmless_path = _needed_judges(args, layout)
     tok = load_tokenizer(policy_path, revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code)

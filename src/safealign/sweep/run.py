@@ -30,13 +30,14 @@ KEY_SECTIONS = ["dpo", "model", "sft", "reward", "data", "toy", "eval"]
 
 
 def helpfulness_metric(cfg, sw: SweepConfig) -> str:
-    """`sweep.helpfulness`; `auto`: MT-Bench when configured, else the toy judge's rate, else the helpful RM."""
+    """`sweep.helpfulness`; `auto`: MT-Bench when configured, else the toy (trade-off) judge's rate, else the
+    helpful RM."""
     ev = cfg.section("eval")
     if sw.helpfulness != "auto":
         return sw.helpfulness
     if ev.mt_bench_questions:
         return "mt-bench"
-    return "toy" if ev.judge == "toy" else "helpful-rm"
+    return ev.judge if ev.judge in ("toy", "tradeoff") else "helpful-rm"
 
 
 def eval_config(cfg, sw: SweepConfig, metric: str):
@@ -44,7 +45,7 @@ def eval_config(cfg, sw: SweepConfig, metric: str):
     harmful and as many benign ones), helpfulness by the sweep's metric."""
     sets = [("eval.safety_prompts", "test_split"), ("eval.max_safety_prompts", sw.val_prompts),
             ("eval.max_helpful_prompts", sw.val_prompts)]
-    if metric in ("helpful-rm", "toy"):
+    if metric in ("helpful-rm", "toy", "tradeoff"):
         sets.append(("eval.helpfulness_judge", metric))
     return cfg.with_overrides(sets)
 
