@@ -24,6 +24,7 @@ COMMANDS = {
     "train-rm": ("safealign.rm.train", "reward"),
     "train-dpo": ("safealign.dpo.train", "dpo"),
     "sweep": ("safealign.sweep.run", "sweep"),
+    "compare": ("safealign.compare.run", "compare"),
     "evaluate": ("safealign.evaluation.run", "eval"),
     "distill": ("safealign.distill", "distill"),
     "report": ("safealign.evaluation.report", "eval"),
@@ -36,6 +37,7 @@ HELP = {
     "train-rm": "train the helpful reward model or the harmless cost model",
     "train-dpo": "align the policy with Safe-MM-DPO (or DPO / MM-DPO / safe DPO ablations)",
     "sweep": "grid search over lambda_init x w; pick the best config",
+    "compare": "train every method on the same data and judges over N seeds; table, intervals, Pareto plot",
     "evaluate": "safety rate and MT-Bench for one or more models",
     "distill": "distil the aligned model into a small student",
     "report": "gather evaluated models into report.md / report.json with plots",
@@ -92,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "pipeline":
             p.add_argument("--from", dest="from_stage", help="rerun from this stage on")
             p.add_argument("--only", dest="only_stage", help="run only this stage")
+        elif name == "compare":
+            p.add_argument("--methods", help="comma-separated methods (default: compare.methods, all eight)")
+            p.add_argument("--seeds", type=int, help="number of seeds (default compare.seeds, 5)")
+            p.add_argument("--output", help="output folder (default <run-dir>/compare)")
         elif name in ("sweep", "distill"):
             p.add_argument("--output", help="output folder")
     return parser

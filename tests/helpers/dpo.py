@@ -16,7 +16,9 @@ def toy_records(n: int, seed: int = 0) -> list[dict]:
         out.append({"id": f"{seed}-{i}", "prompt": row["prompt"], "response_0": row["response_0"],
                     "response_1": row["response_1"], "better_response_id": row["better_response_id"],
                     "safer_response_id": row["safer_response_id"], "is_response_0_safe": safe0,
-                    "is_response_1_safe": safe1, "harm_categories": [], "severity": None,
+                    "is_response_1_safe": safe1, "severity": None,
+                    "harm_categories": sorted({c for i in (0, 1) for c, on in row[f"response_{i}_harm_category"].items()
+                                               if on}),
                     "is_harmful_prompt": not (safe0 and safe1), "source": "toy"})
     return out
 

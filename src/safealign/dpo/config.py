@@ -43,7 +43,8 @@ class SafeDPOConfig(StageArguments):
               reference whatever the reference does).
     cost_threshold: d in J_C ≤ d. None: 0.0 for the *_cost kinds, 0.05 for the rate kinds (in [0, 1]).
     constraints: single (one λ) | per_category (one λ per harm category, or severity level with
-              `constraint_groups: severity`; thresholds in `category_thresholds`, others at cost_threshold;
+              `constraint_groups: severity`; thresholds in `category_thresholds` — read only then — others
+              at cost_threshold;
               a record's safety loss is weighted by the max (`constraint_reduce`) of its groups' λ).
     beta_min: lower clamp of the dynamic β. A pair whose judge margin contradicts its label (δ < 0) gets a
               β below β_ori; the clamp keeps it > 0 so the loss never flips sign (1e-3 = 1% of β_ori).
@@ -79,6 +80,9 @@ class SafeDPOConfig(StageArguments):
     on_policy_every: int = 50
     on_policy_num_prompts: int = 8
     on_policy_max_new_tokens: int = 64
+    # 1.0 samples the policy as it is; lower follows its greedy answers, what a greedy evaluation judges
+    # (a tiny model's temperature-1 samples are mostly garbled, which no cost model calls unsafe)
+    on_policy_temperature: float = 1.0
     precompute: bool = True
     precompute_tokens_per_batch: int = 8192
     merge_lora_on_export: bool = False
@@ -105,6 +109,7 @@ class SafeDPOConfig(StageArguments):
 
     def __post_init__(self):
         positive = ("beta_ori", "beta_min", "lambda_update_steps", "on_policy_every", "on_policy_num_prompts",
+                    "on_policy_temperature",
                     "on_policy_max_new_tokens", "max_nan_steps", "precompute_tokens_per_batch")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -133,11 +138,11 @@ class SafeDPOConfig(StageArguments):
             if rate and not 0.0 <= d <= 1.0:
                 raise ConfigError(f"{key}: constraint {self.constraint} is a rate, its threshold must lie in "
                                   f"[0, 1] (got {d}); set `constraint: cost` for the seed's cost-unit form")
-            if rate and d == 0 and self.lambda_max is None and self.is_safe and self.lambda_lr > 0:
+            if (rate and d == 0 and self.lambda_max is None and self.is_safe and self.lambda_lr > 0
+                    and (key == "cost_threshold" or self.per_category)):
                 raise ConfigError(f"lambda_max: {key} = 0 (zero tolerance) drives λ up without end; set "
                                   f"lambda_max")
-        if self.category_thresholds and self.constraints != "per_category":
-            raise ConfigError("category_thresholds: only used with `constraints: per_category`")
+
 
     @property
     def is_safe(self) -> bool:

@@ -283,7 +283,8 @@ class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
         # fork the RNG: sampling must not shift the training stream (exact resume, DP equivalence)
         with torch.random.fork_rng(devices=[a.device] if a.device.type == "cuda" else []):
             torch.manual_seed(int(g.initial_seed() % 2**31))
-            out = policy.generate(input_ids=ids, attention_mask=attn, do_sample=True, top_p=1.0, temperature=1.0,
+            out = policy.generate(input_ids=ids, attention_mask=attn, do_sample=True, top_p=1.0,
+                                  temperature=a.on_policy_temperature,
                                   max_new_tokens=a.on_policy_max_new_tokens, pad_token_id=tok.pad_token_id)
         policy.train(was_training)
         answers = tok.batch_decode(out[:, width:], skip_special_tokens=True)
