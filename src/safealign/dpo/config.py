@@ -56,6 +56,8 @@ class SafeDPOConfig(StageArguments):
               False = online mode (reference and both RMs resident, computed per batch).
     The judges are the run's reward models (`RunLayout.judge`; `reward.helpful_rm_path` /
     `reward.harmless_rm_path` point elsewhere); the starting policy is `RunLayout.policy_start`.
+    padding_free: pack the micro-batch's sequences into rows without padding (position_ids restarting per
+              sequence; dpo/packing.py) for the policy and online-reference forwards; same loss, fewer tokens.
     """
 
     algorithm: Algorithm = "safe_mm_dpo"
@@ -84,6 +86,7 @@ class SafeDPOConfig(StageArguments):
     # (a tiny model's temperature-1 samples are mostly garbled, which no cost model calls unsafe)
     on_policy_temperature: float = 1.0
     precompute: bool = True
+    padding_free: bool = False
     precompute_tokens_per_batch: int = 8192
     merge_lora_on_export: bool = False
     max_nan_steps: int = 10

@@ -14,6 +14,7 @@ import torch
 
 from ..chat import encode_pair
 from ..errors import DataError
+from ..logps import token_logps
 
 CACHED = ("ref_logp_0", "ref_logp_1", "helpful_0", "helpful_1", "cost_0", "cost_1")
 LABELS = ("unsafe_0", "unsafe_1", "harmful")  # 1 / 0, or -1 where the record does not say
@@ -132,6 +133,7 @@ def sequence_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     logits = logits[:, -keep:][:, :-1]  # the last position predicts nothing
     targets = input_ids[:, first + 1:]
     mask = resp[:, first:].float()
-    # float32 log-softmax: bf16 sums over hundreds of tokens lose the small differences DPO depends on.
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N, keep-1)
+    # float32 accumulation (bf16 sums over hundreds of tokens lose the small differences DPO depends on), in
+    # blocks: no (N, T, V) float32 log-softmax is kept (safealign.logps).
+    logp = token_logps(logits, targets)  # (N, keep-1) float32
     return (logp * mask).sum(-1), mask.sum(-1)

@@ -24,9 +24,9 @@ from ..rm.scoring import score_pairs
 from ..training import AtomicCheckpointMixin
 from . import objective
 from .constraints import RunConstraint, harmful_pool, on_policy_terms
-from .data import sequence_logps
 from .lagrange import STATE_FILE, all_reduce_sum
 from .objective import pick as _pick
+from .packing import sequence_logps_fn
 
 log = logging.getLogger(__name__)
 METRIC_KEYS = ("loss_total", "loss_helpful", "loss_safety", "loss_kl", "dual_loss", "reward_helpful_mean",
@@ -90,6 +90,7 @@ class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
         if "ref_logp_0" in inputs:
             return tuple(inputs[k] for k in ("ref_logp_0", "ref_logp_1", "helpful_0", "helpful_1", "cost_0", "cost_1"))
         b = inputs["better"].shape[0]
+        sequence_logps = sequence_logps_fn(self.args.padding_free)  # padded or packed forward
         with torch.no_grad():
             if self.ref_model is not None:
                 ref, _ = sequence_logps(self.ref_model, inputs["input_ids"], inputs["attention_mask"],
@@ -115,7 +116,8 @@ class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
     def pair_losses(self, model, inputs, training: bool):
         """The loss (scalar, with grad) and a dict of float metrics for one batch."""
         a = self.args
-        pol, ntok = sequence_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["response_mask"])
+        pol, ntok = sequence_logps_fn(a.padding_free)(model, inputs["input_ids"], inputs["attention_mask"],
+                                                      inputs["response_mask"])
         b = inputs["better"].shape[0]
         lp0, lp1, n0, n1 = pol[:b], pol[b:], ntok[:b], ntok[b:]
         ref0, ref1, h0, h1, c0, c1 = (t.to(pol.device).float() for t in self._reference_and_scores(model, inputs))
