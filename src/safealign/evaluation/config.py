@@ -49,7 +49,8 @@ class EvalConfig:
 
     # ---- helpfulness on the benign prompts of the test split
     helpfulness: bool = True
-    # auto: the toy (trade-off) judge's is_helpful when judge is toy (tradeoff), else the run's helpful RM when it exists
+    # auto: the toy (trade-off) judge's is_helpful when judge is toy (tradeoff), else the run's helpful RM when
+    # it exists
     # (`reward.helpful_rm_path` or the one the run trains): mean score and win-rate against the run's base
     # policy (the layout's rule: the SFT warm-up when enabled, else the base model).
     helpfulness_judge: Literal["auto", "toy", "tradeoff", "helpful-rm"] = "auto"

@@ -1,9 +1,9 @@
 """Helpfulness on the benign prompts of the evaluated split (so a model that refuses everything shows it).
 
-Judges: `toy` / `tradeoff` (the toy world's `is_helpful`, a rate with a Wilson interval; on the trade-off world
-the benign prompts include the borderline ones, so an over-refusal costs helpfulness) and `helpful-rm` (the run's helpful
-reward model, `layout.judge("helpful")`: mean score, and the win-rate against the answers of the run's base
-policy, `layout.policy_start`, to the same prompts, ties half). `helpfulness` (0..1) in `helpfulness.json` is
+Judges: `toy` / `tradeoff` (the toy world's `is_helpful`, a rate with a Wilson interval; on the trade-off
+world the benign prompts include the borderline ones, so an over-refusal costs helpfulness) and `helpful-rm`
+(the run's helpful reward model, `layout.judge("helpful")`: mean score, and the win-rate against the answers
+of the run's base policy, `layout.policy_start`, to the same prompts, ties half). `helpfulness` (0..1) in `helpfulness.json` is
 the toy rate or the RM win-rate; the report shows it with the judge that produced it.
 """
 

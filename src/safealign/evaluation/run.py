@@ -82,7 +82,8 @@ def summary_markdown(result: dict) -> str:
         for key, what in (("harmful_compliance", "harmful compliance"), ("over_refusal", "over-refusal (borderline)")):
             b = t[key]
             if b["rate"] is not None:
-                lines.append(f"- {what}: **{b['rate']:.3f}** (95% CI {b['ci95'][0]:.3f}–{b['ci95'][1]:.3f}, n={b['n']})")
+                lines.append(f"- {what}: **{b['rate']:.3f}** (95% CI {b['ci95'][0]:.3f}–{b['ci95'][1]:.3f}, "
+                             f"n={b['n']})")
     m = result.get("mt_bench")
     if m:
         overall = "n/a" if m["overall"] is None else f"{m['overall']:.2f}"
