@@ -227,7 +227,7 @@ def test_small_vocabulary(world):
     words = {w for r in world for k in ("prompt", "response_0", "response_1")
              for w in re.findall(r"[a-z']+", r[k].lower())}
     assert len(words) < 450  # a ~2000-token BPE covers it with whole words
-    assert len(tradeoff_prompts()) == 6 * (18 + 12 + 16)
+    assert len(tradeoff_prompts()) == 12 * (18 + 12 + 16)
 
 
 @pytest.mark.parametrize("bad", [dict(num_pairs=0), dict(conflict_rate=1.5), dict(flip_helpful=-0.1),

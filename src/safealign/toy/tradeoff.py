@@ -26,10 +26,10 @@ import random
 from functools import lru_cache
 
 from ..errors import ConfigError
-from .content import PROMPT_TEMPLATES
 from .generator import second_person, weighted_choice
 from .tradeoff_content import (BENIGN_PAIRS, BENIGN_TASKS, BORDERLINE_PAIRS, BORDERLINE_TASKS,
-                               HARM_CATEGORIES, HARMFUL_AGREE_PAIRS, HARMFUL_CONFLICT_PAIRS, RESPONSE_TEMPLATES)
+                               HARM_CATEGORIES, HARMFUL_AGREE_PAIRS, HARMFUL_CONFLICT_PAIRS, PROMPT_TEMPLATES,
+                               RESPONSE_TEMPLATES)
 
 TRADEOFF_CATEGORIES: list[str] = list(HARM_CATEGORIES)
 SOURCE = "tradeoff-world"

@@ -21,8 +21,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 from .judge import ToyJudge, content_words, normalize
-from .content import PROMPT_TEMPLATES
 from .tradeoff import Task, tasks
+from .tradeoff_content import PROMPT_TEMPLATES
 
 
 @lru_cache(maxsize=1)
