@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.dpo import make_cfg, make_run, toy_records, write_jsonl
+from helpers.dpo import first_batch, make_cfg, make_run, toy_records, trainer_factory, write_jsonl
 
 from safealign import losses
 from safealign.dpo import objective
@@ -20,22 +20,16 @@ from safealign.errors import ConfigError, DataError
 
 @pytest.fixture(scope="module")
 def judges(tmp_path_factory, tiny_base):
-    root = tmp_path_factory.mktemp("judges14")
-    make_run(root, tiny_base)
-    return root
+    return make_run(tmp_path_factory.mktemp("judges14"), tiny_base)
 
 
 @pytest.fixture
 def run(tmp_path, tiny_base, judges):
-    def _make(**over):
-        make_run(tmp_path, tiny_base, rm_root=judges)
-        return build_trainer(make_cfg(tmp_path, tiny_base, judges, **over))
-
-    return _make
+    return trainer_factory(tmp_path, tiny_base, judges)
 
 
 def _batch(trainer, n=8):
-    return trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(n)]))
+    return first_batch(trainer, n)
 
 
 def _pairs(trainer, batch):

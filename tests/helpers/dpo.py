@@ -90,3 +90,19 @@ def write_cfg(path: Path, cfg) -> Path:
 
     path.write_text(yaml.safe_dump(cfg.raw), encoding="utf-8")
     return path
+
+
+def trainer_factory(run_dir: Path, tiny_base: Path, judges: Path):
+    """`make(**dpo_settings) -> (trainer, ctx)`: a fresh run in `run_dir` with the judges under `judges`."""
+    from safealign.dpo.train import build_trainer
+
+    def make(**over):
+        make_run(run_dir, tiny_base, rm_root=judges)
+        return build_trainer(make_cfg(run_dir, tiny_base, judges, **over))
+
+    return make
+
+
+def first_batch(trainer, n: int = 4) -> dict:
+    """The trainer's collated, device-placed batch of its first `n` training features."""
+    return trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(n)]))
