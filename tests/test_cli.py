@@ -10,7 +10,7 @@ from safealign.cli import COMMANDS, build_parser, main
 
 def test_every_stage_has_a_subcommand():
     assert set(COMMANDS) == {"prepare", "sft", "train-rm", "train-dpo", "sweep", "evaluate", "distill", "report",
-                            "pipeline"}
+                            "pipeline", "compare"}
     parser = build_parser()
     for name in COMMANDS:
         with pytest.raises(SystemExit) as exc:

@@ -129,3 +129,11 @@ def test_compare_smoke_one_seed_two_methods(tmp_path):
     assert again.returncode == 0 and again.stdout.count("done before") == 3, again.stdout
     assert json.loads((folder / "compare.json").read_text())["methods"] == res["methods"]
     assert first < 90, f"smoke took {first:.0f} s"
+
+
+def test_cli_unknown_method_is_one_line_exit_2(tmp_path, capsys):
+    from safealign.cli import main
+
+    code = main(["compare", "--run-dir", str(tmp_path), "--methods", "safe_mm_dpo,nope", "--seeds", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["error: --methods: unknown method(s) nope; known: " + ", ".join(METHODS)]
