@@ -88,11 +88,14 @@ def run_sweep(cfg, output_dir: str | Path | None = None) -> dict:
         resume = "latest" if ckpt.is_dir() and any(ckpt.glob("checkpoint-*")) else None
         print(f"[{n}/{len(grid)}] {pid:<20} training" + (" (resuming)" if resume else ""), flush=True)
         t0 = time.time()
-        run_train_dpo(pcfg, data_dir=str(layout.data_dir), output_dir=str(model_dir), resume=resume, stage=stage)
+        summary = run_train_dpo(pcfg, data_dir=str(layout.data_dir), output_dir=str(model_dir), resume=resume,
+                                stage=stage)
         t_train = time.time() - t0
         res = evaluate_model(ecfg, pid, str(model_dir), what, str(out / "eval"), split="val")
         safety, helpful = _score(res, metric)
+        final = summary.get("final_eval") or {}  # the trainer's pairwise validation metrics (tie-breakers)
         point = {"id": pid, "lambda_init": lam, "w": w, "safety_rate": safety, "helpfulness": helpful,
+                 "val_helpful_choice": final.get("eval_helpful_choice"), "val_jc": final.get("eval_jc"),
                  "train_seconds": round(t_train, 1), "eval_seconds": round(time.time() - t0 - t_train, 1),
                  "model": str(model_dir)}
         done.put({"key": key, "point": point})
