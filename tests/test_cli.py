@@ -45,7 +45,7 @@ def prepared(tmp_path_factory) -> Path:
 # --------------------------------------------------------------------------- commands and help
 def test_every_command_has_a_subcommand_and_every_argument_a_help_text():
     assert set(COMMANDS) == {"prepare", "sft", "train-rm", "train-dpo", "sweep", "evaluate", "distill", "report",
-                            "pipeline", "chat", "generate"}
+                            "pipeline", "chat", "generate", "compare"}
     for name, sub in _subparsers().items():
         with pytest.raises(SystemExit) as exc:
             sub.parse_args(["--help"])

@@ -25,8 +25,8 @@ with open(sys.argv[2] if rank == 0 else sys.argv[2] + f".rank{rank}", "w") as fh
     json.dump({"world_size": world, "args_world_size": summary["world_size"],
                "lambda": summary["lambda_trajectory"]}, fh)
 '''
-SETTINGS = dict(max_steps=5, save_strategy="no", eval_strategy="no", cost_threshold=-20.0, lambda_lr=0.05,
-                learning_rate=2e-3)
+SETTINGS = dict(max_steps=5, save_strategy="no", eval_strategy="no", constraint="cost", cost_threshold=-20.0,
+                lambda_lr=0.05, learning_rate=2e-3)
 
 
 @pytest.mark.slow

@@ -13,8 +13,8 @@ import pytest
 from helpers.dpo import make_cfg, make_run, write_cfg
 
 SAFEALIGN = [sys.executable, "-m", "safealign.cli"]
-SETTINGS = dict(num_train_epochs=3, save_steps=4, cost_threshold=-20.0, lambda_lr=0.05, lambda_update_steps=3,
-                learning_rate=2e-3, warmup_steps=2)
+SETTINGS = dict(num_train_epochs=3, save_steps=4, constraint="cost", cost_threshold=-20.0, lambda_lr=0.05,
+                lambda_update_steps=3, learning_rate=2e-3, warmup_steps=2)
 
 
 def _env():

@@ -88,8 +88,8 @@ def test_online_mode_matches_precompute_first_step(run):
 
 
 def test_lambda_rises_when_cost_exceeds_threshold_and_stays_nonnegative(run):
-    trainer, _ = run(cost_threshold=-100.0, lambda_lr=0.01, lambda_init=1.0, max_steps=3, save_strategy="no",
-                     eval_strategy="no")
+    trainer, _ = run(constraint="cost", cost_threshold=-100.0, lambda_lr=0.01, lambda_init=1.0, max_steps=3,
+                     save_strategy="no", eval_strategy="no")
     trainer.train()
     hist = trainer.lagrange.history
     assert [h[0] for h in hist] == [1, 2, 3]
@@ -97,8 +97,8 @@ def test_lambda_rises_when_cost_exceeds_threshold_and_stays_nonnegative(run):
     assert all(b > a for a, b in zip(lams, lams[1:]))
     for (_, lam, jc), prev in zip(hist, lams):  # each update is exactly λ + lr (J_C − threshold)
         assert lam == pytest.approx(prev + 0.01 * (jc + 100.0))
-    trainer, _ = run(cost_threshold=100.0, lambda_lr=0.01, lambda_init=0.5, max_steps=2, save_strategy="no",
-                     eval_strategy="no")
+    trainer, _ = run(constraint="cost", cost_threshold=100.0, lambda_lr=0.01, lambda_init=0.5, max_steps=2,
+                     save_strategy="no", eval_strategy="no")
     trainer.train()
     assert [h[1] for h in trainer.lagrange.history] == [0.0, 0.0]
 

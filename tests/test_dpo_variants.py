@@ -55,7 +55,7 @@ def test_on_policy_estimator_updates_lambda_from_samples(tmp_path, tiny_base, ju
     make_run(tmp_path, tiny_base, rm_root=judges)
     cfg = make_cfg(tmp_path, tiny_base, judges, jc_estimator="on_policy", on_policy_every=2, on_policy_num_prompts=3,
                    on_policy_max_new_tokens=6, max_steps=4, save_strategy="no", eval_strategy="no",
-                   cost_threshold=-100.0, lambda_lr=0.01)
+                   constraint="cost", cost_threshold=-100.0, lambda_lr=0.01)
     trainer, _ = build_trainer(cfg)
     assert trainer.cost_scorer is not None  # the cost model stays resident for sampling
     rng = torch.get_rng_state()

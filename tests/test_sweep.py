@@ -84,3 +84,15 @@ def test_config_section_from_yaml(tmp_path):
     p.write_text("sweep:\n  lambdas: [1]\n")
     with pytest.raises(ConfigError, match="sweep.lambdas: unknown key"):
         load_config(p)
+
+
+def test_tie_on_rates_broken_by_the_pairwise_validation_metrics():
+    a, b, c = P(0.5, 0.3, 0.9, 0.7), P(1, 0.3, 0.9, 0.7), P(2, 0.3, 0.9, 0.7)
+    a.update(val_helpful_choice=0.61, val_jc=0.10)
+    b.update(val_helpful_choice=0.64, val_jc=0.12)
+    c.update(val_helpful_choice=0.64, val_jc=0.09)
+    sel = select_best([a, b, c], 0.8)
+    assert sel["best"] == "lambda2_w0.3"  # helpful choice ties with b, the lower J_C wins
+    assert "validation pairwise metrics" in sel["reason"] and "J_C 0.0900" in sel["reason"]
+    md = sweep_markdown([a, b, c], sel, "tradeoff")
+    assert "| 0.6400 | 0.0900 |" in md

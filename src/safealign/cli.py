@@ -31,6 +31,7 @@ COMMANDS = {
     "train-rm": ("safealign.rm.train", "reward"),
     "train-dpo": ("safealign.dpo.train", "dpo"),
     "sweep": ("safealign.sweep.run", "sweep"),
+    "compare": ("safealign.compare.run", "compare"),
     "evaluate": ("safealign.evaluation.run", "eval"),
     "distill": ("safealign.distill", "distill"),
     "report": ("safealign.evaluation.report", "eval"),
@@ -45,6 +46,7 @@ HELP = {
     "train-rm": "train the helpful reward model or the harmless cost model",
     "train-dpo": "align the policy with Safe-MM-DPO (or DPO / MM-DPO / safe DPO ablations)",
     "sweep": "grid search over lambda_init x w; pick the best config",
+    "compare": "train every method on the same data and judges over N seeds; table, intervals, Pareto plot",
     "evaluate": "safety rate and MT-Bench for one or more models",
     "distill": "distil the aligned model into a small student",
     "report": "gather evaluated models into report.md / report.json with plots",
@@ -160,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == "distill":
             p.add_argument("--output", help="student model folder (default <run-dir>/models/distilled)")
             _push(p)
+        elif name == "compare":
+            p.add_argument("--methods", help="comma-separated methods (default: compare.methods, all eight)")
+            p.add_argument("--seeds", type=int, help="number of seeds (default compare.seeds, 5)")
+            p.add_argument("--output", help="output folder (default <run-dir>/compare)")
         elif name == "chat":
             interact.add_chat_arguments(p)
         elif name == "generate":

@@ -41,6 +41,7 @@ SECTIONS: dict[str, str] = {
     "dpo": "safealign.dpo.config:SafeDPOConfig",
     "eval": "safealign.evaluation.config:EvalConfig",
     "sweep": "safealign.sweep.config:SweepConfig",
+    "compare": "safealign.compare.config:CompareConfig",
     "pipeline": "safealign.pipeline.config:PipelineConfig",
     "distill": "safealign.distill:DistillConfig",
 }

@@ -14,6 +14,7 @@ config (never by a leftover folder): the SFT warm-up when `sft.enabled`, else th
 <run>/results/<model>/      evaluation outputs; results/report.{md,json}, plots
 <run>/distill/              distillation data and filter report
 <run>/sweep/                the λ_init × w grid (its points are sub-layouts: sweep/points/<id>/)
+<run>/compare/              compare.{json,md,png}, points.jsonl; seeds/seed_<n>/ (a whole run per seed)
 <run>/run.json, run.md, config.yaml, stage_configs/, .lock
 ```
 """
@@ -156,6 +157,23 @@ class RunLayout:
     def sweep_point(self, point_id: str, sweep_dir: Path | None = None) -> "RunLayout":
         """A sweep point's own layout (models, checkpoints, logs, results) sharing the run's data."""
         return dataclasses.replace(self, root=Path(sweep_dir or self.sweep) / "points" / point_id)
+
+    @property
+    def compare(self) -> Path:
+        """`safealign compare`'s folder: its outputs (`compare_file`) and one sub-run per seed."""
+        return self.root / "compare"
+
+    def compare_file(self, suffix: str, compare_dir: Path | None = None) -> Path:
+        """`compare.json`, `compare.md`, `compare.png`, or (suffix `points`) the finished (method, seed) results
+        `points.jsonl`, in `compare_dir` (default `compare`)."""
+        folder = Path(compare_dir or self.compare)
+        return folder / ("points.jsonl" if suffix == "points" else f"compare.{suffix}")
+
+    def compare_seed(self, seed: int) -> "RunLayout":
+        """Seed `seed`'s own run (data split, base, SFT, judges, every method's model and results): a whole
+        layout under `compare/seeds/seed_<n>/`, its data in its own `data/`."""
+        root = self.compare / "seeds" / f"seed_{seed}"
+        return dataclasses.replace(self, root=root, data_dir=root / "data")
 
     # ------------------------------------------------------------------ pipeline bookkeeping
     @property

@@ -16,7 +16,9 @@ def toy_records(n: int, seed: int = 0) -> list[dict]:
         out.append({"id": f"{seed}-{i}", "prompt": row["prompt"], "response_0": row["response_0"],
                     "response_1": row["response_1"], "better_response_id": row["better_response_id"],
                     "safer_response_id": row["safer_response_id"], "is_response_0_safe": safe0,
-                    "is_response_1_safe": safe1, "harm_categories": [], "severity": None,
+                    "is_response_1_safe": safe1, "severity": None,
+                    "harm_categories": sorted({c for i in (0, 1) for c, on in row[f"response_{i}_harm_category"].items()
+                                               if on}),
                     "is_harmful_prompt": not (safe0 and safe1), "source": "toy"})
     return out
 
@@ -88,3 +90,19 @@ def write_cfg(path: Path, cfg) -> Path:
 
     path.write_text(yaml.safe_dump(cfg.raw), encoding="utf-8")
     return path
+
+
+def trainer_factory(run_dir: Path, tiny_base: Path, judges: Path):
+    """`make(**dpo_settings) -> (trainer, ctx)`: a fresh run in `run_dir` with the judges under `judges`."""
+    from safealign.dpo.train import build_trainer
+
+    def make(**over):
+        make_run(run_dir, tiny_base, rm_root=judges)
+        return build_trainer(make_cfg(run_dir, tiny_base, judges, **over))
+
+    return make
+
+
+def first_batch(trainer, n: int = 4) -> dict:
+    """The trainer's collated, device-placed batch of its first `n` training features."""
+    return trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(n)]))

@@ -15,9 +15,10 @@ SCHEMAS = ("auto", "pku2023", "pku2024", "pair", "beavertails")
 class DataConfig:
     """Where the preference data comes from and how it is cleaned and split.
 
-    `dataset: toy` generates the built-in toy world (section `toy`); anything else is a Hub dataset id or a
-    local .json/.jsonl/.parquet/.csv file or a folder of them; several, comma-separated, are read together
-    (`real.jsonl,toy`: real rows padded with toy-world rows, whose `source` is `toy-world`).
+    `dataset: toy` generates the built-in toy world, `dataset: tradeoff` the trade-off world (both sized by
+    section `toy`); anything else is a Hub dataset id or a local .json/.jsonl/.parquet/.csv file or a folder of
+    them; several, comma-separated, are read together (`real.jsonl,toy`: real rows padded with toy-world rows,
+    whose `source` is `toy-world`).
     """
 
     dataset: str = "toy"

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import DataError
-from ..toy import SOURCE as TOY_SOURCE
-from ..toy import generate_toy_world
+from ..toy import WORLDS, generate_world
 from .schemas import RowError
 
 log = logging.getLogger(__name__)
@@ -39,16 +38,17 @@ class Source:
 
 
 def open_sources(dataset: str, *, split: str = "train", revision: str | None = None, subset: str | None = None,
-                 toy: dict | None = None) -> list[Source]:
-    """Resolve `dataset` ("toy", a local file or folder, else a Hub id) into sources. Several, comma-separated,
-    are read together (e.g. a few real rows padded with toy rows: each record's `source` says which is which)."""
+                 toy=None) -> list[Source]:
+    """Resolve `dataset` (a toy world "toy" / "tradeoff" generated with the `toy` section `toy`, a local file
+    or folder, else a Hub id) into sources. Several, comma-separated, are read together (e.g. a few real rows
+    padded with toy rows: each record's `source` says which is which)."""
     if "," in dataset:
         parts = [d.strip() for d in dataset.split(",") if d.strip()]
         return [src for part in parts for src in open_sources(part, split=split, revision=revision, subset=subset,
                                                               toy=toy)]
-    if dataset == "toy":
-        rows = generate_toy_world(**(toy or {}))
-        return [Source("toy", TOY_SOURCE, list(rows[0]) if rows else [], list(enumerate(rows, 1)), len(rows),
+    if dataset in WORLDS:
+        source, rows = generate_world(dataset, toy)
+        return [Source(dataset, source, list(rows[0]) if rows else [], list(enumerate(rows, 1)), len(rows),
                        schema_hint="pku2024")]
     path = Path(dataset).expanduser()
     if path.is_dir():

@@ -39,9 +39,8 @@ def run_prepare(data_cfg, toy_cfg, output_dir, seed: int | None = None) -> dict:
     seed = data_cfg.seed if seed is None else seed
     out = Path(output_dir)
     _check_output(out)
-    toy = {"num_pairs": toy_cfg.num_pairs, "seed": toy_cfg.seed, "harmful_fraction": toy_cfg.harmful_fraction}
     sources = open_sources(data_cfg.dataset, split=data_cfg.split, revision=data_cfg.revision,
-                           subset=data_cfg.subset, toy=toy)
+                           subset=data_cfg.subset, toy=toy_cfg)
     prefs, safety, drops, errors, schemas, rows_read = _read_all(sources, data_cfg)
     _propagate_harmful_prompts(prefs, safety)
     assignment = _split_prompts({r["prompt"] for r in prefs} | {r["prompt"] for r in safety}, data_cfg, seed)

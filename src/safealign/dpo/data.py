@@ -13,21 +13,48 @@ from __future__ import annotations
 import torch
 
 from ..chat import encode_pair
+from ..errors import DataError
 from ..logps import token_logps
 
 CACHED = ("ref_logp_0", "ref_logp_1", "helpful_0", "helpful_1", "cost_0", "cost_1")
+LABELS = ("unsafe_0", "unsafe_1", "harmful")  # 1 / 0, or -1 where the record does not say
+
+
+def _flag(value) -> int:
+    return -1 if value is None else int(bool(value))
+
+
+def record_labels(rec: dict) -> dict:
+    """The safety labels the constraint and SafeDPO read: unsafe_0/1 (from is_response_i_safe) and harmful
+    (is_harmful_prompt), each 1, 0 or -1 (unknown)."""
+    safe = [rec.get(f"is_response_{i}_safe") for i in (0, 1)]
+    return {"unsafe_0": _flag(None if safe[0] is None else not safe[0]),
+            "unsafe_1": _flag(None if safe[1] is None else not safe[1]), "harmful": _flag(rec.get("is_harmful_prompt"))}
+
+
+def require_safety_labels(records: list[dict], path) -> None:
+    """SafeDPO reorders pairs by the binary safety labels: a record without one is a DataError (file, row)."""
+    for row, rec in enumerate(records, 1):
+        for i in (0, 1):
+            if rec.get(f"is_response_{i}_safe") is None:
+                raise DataError(str(path), row, f"is_response_{i}_safe",
+                                "unknown (null); algorithm safedpo needs both responses' safety labels")
 
 
 def tokenize_records(records: list[dict], tokenizer, max_length: int, max_prompt_length: int,
-                     cached: list[dict] | None = None, keep_text: bool = False) -> list[dict]:
-    """One feature per record: both responses' ids + prompt lengths, labels, cached values when given."""
+                     cached: list[dict] | None = None, keep_text: bool = False, member_of=None) -> list[dict]:
+    """One feature per record: both responses' ids + prompt lengths, labels, cached values when given, and
+    with `member_of` (record -> list of bools) the record's constraint groups."""
     feats = []
     for i, rec in enumerate(records):
         e0 = encode_pair(tokenizer, rec["prompt"], rec["response_0"], max_length, max_prompt_length)
         e1 = encode_pair(tokenizer, rec["prompt"], rec["response_1"], max_length, max_prompt_length)
         f = {"input_ids_0": e0["input_ids"], "prompt_len_0": e0["prompt_len"],
              "input_ids_1": e1["input_ids"], "prompt_len_1": e1["prompt_len"],
-             "better": int(rec["better_response_id"]), "safer": int(rec["safer_response_id"])}
+             "better": int(rec["better_response_id"]), "safer": int(rec["safer_response_id"]),
+             **record_labels(rec)}
+        if member_of is not None:
+            f["member"] = member_of(rec)
         if cached is not None:
             f.update({k: float(cached[i][k]) for k in CACHED})
         if keep_text:
@@ -76,6 +103,11 @@ class PairCollator:
         for key in CACHED:
             if key in features[0]:
                 batch[key] = torch.tensor([f[key] for f in features], dtype=torch.float32)
+        for key in LABELS:
+            if key in features[0]:
+                batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
+        if "member" in features[0]:
+            batch["member"] = torch.tensor([f["member"] for f in features], dtype=torch.bool)
         if "prompt" in features[0]:
             for key in ("prompt", "response_0", "response_1"):
                 batch[key] = [f[key] for f in features]

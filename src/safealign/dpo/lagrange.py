@@ -2,7 +2,8 @@
 
     λ ← clip(λ + λ_lr · (J_C − threshold), 0, lambda_max)      every `lambda_update_steps` optimizer steps
 
-J_C is the mean of the cost estimates accumulated since the last update, summed over all processes before
+J_C is the weighted mean of the estimates accumulated since the last update (Σ w·J / Σ w: a batch
+estimate weighs by its constraint weight, `losses.constraint_terms`), summed over all processes before
 dividing (so every rank computes the same λ). The state (λ, the accumulators, the step counter and the
 trajectory) is saved as `safealign_state.json` in every checkpoint and restored on resume.
 """
@@ -30,21 +31,44 @@ def all_reduce_sum(values: list[float], device=None) -> list[float]:
     return t.tolist()
 
 
+class JsonState:
+    """to_dict / from_dict / save / load of a dataclass state kept as `STATE_FILE` in a checkpoint."""
+
+    STATE_FILE = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def save(self, folder: str | Path) -> None:
+        write_json(Path(folder) / self.STATE_FILE, self.to_dict())
+
+    @classmethod
+    def read(cls, folder: str | Path):
+        return cls.from_dict(read_json(Path(folder) / cls.STATE_FILE))
+
+
 @dataclasses.dataclass
-class LagrangeState:
+class LagrangeState(JsonState):
+    STATE_FILE = STATE_FILE
     lam: float = 1.0
-    jc_sum: float = 0.0  # this process's estimates since the last update
-    jc_count: int = 0
+    jc_sum: float = 0.0  # this process's Σ w·J since the last update
+    jc_count: float = 0.0  # ... and its Σ w
     steps: int = 0  # optimizer steps seen
     last_jc: float | None = None
     history: list = dataclasses.field(default_factory=list)  # [[step, λ after the update, J_C], ...]
     nan_steps_total: int = 0
     nan_steps_in_a_row: int = 0
 
-    def accumulate(self, jc: float) -> None:
-        if math.isfinite(jc):
-            self.jc_sum += float(jc)
-            self.jc_count += 1
+    def accumulate(self, jc: float, weight: float = 1.0) -> None:
+        """Add one estimate `jc` with weight `weight` (a non-finite estimate or a zero weight is skipped)."""
+        if math.isfinite(jc) and math.isfinite(weight) and weight > 0:
+            self.jc_sum += float(jc) * float(weight)
+            self.jc_count += float(weight)
 
     def step(self, lr: float, threshold: float, lambda_max: float | None, every: int, device=None) -> bool:
         """Count one optimizer step; every `every` steps apply the dual update. True when λ changed."""
@@ -52,8 +76,8 @@ class LagrangeState:
         if self.steps % every:
             return False
         total, count = all_reduce_sum([self.jc_sum, float(self.jc_count)], device)
-        self.jc_sum, self.jc_count = 0.0, 0
-        if count == 0:  # no estimate arrived (e.g. on-policy sampling not due yet): keep λ
+        self.jc_sum, self.jc_count = 0.0, 0.0
+        if count <= 0:  # no estimate arrived (e.g. on-policy sampling not due yet): keep λ
             return False
         jc = total / count
         self.lam = lagrange_update(self.lam, jc, lr, threshold, lambda_max)
@@ -61,17 +85,6 @@ class LagrangeState:
         self.history.append([self.steps, self.lam, jc])
         return True
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LagrangeState":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def save(self, folder: str | Path) -> None:
-        write_json(Path(folder) / STATE_FILE, self.to_dict())
-
     @classmethod
     def load(cls, folder: str | Path) -> "LagrangeState":
-        return cls.from_dict(read_json(Path(folder) / STATE_FILE))
+        return cls.read(folder)

@@ -24,7 +24,8 @@ from ..models.base import ensure_base_model
 from ..models.loading import load_causal_lm, load_policy, load_tokenizer
 from ..rm.scoring import load_scorer
 from .config import SafeDPOConfig
-from .data import PairCollator, PairDataset, tokenize_records
+from .constraints import RunConstraint
+from .data import PairCollator, PairDataset, require_safety_labels, tokenize_records
 from .export import export_policy
 from .measure import safety_preference
 from .precompute import precompute
@@ -83,7 +84,11 @@ def build_trainer(cfg, data_dir=None, output_dir=None, stage: str = "dpo"):
     args, callbacks = d.fit_to_run(layout, stage, cfg)
     mcfg = cfg.section("model")
     records = _read_splits(layout)
+    if args.algorithm == "safedpo":
+        for name, recs in records.items():
+            require_safety_labels(recs, layout.split(name))
     args.check_steps(len(records["train"]), args.world_size, key="dpo.num_train_epochs")
+    constraint = RunConstraint(args, records["train"], records.get("val", []))
     policy_path = starting_policy(cfg, layout)
     helpful_path, harmless_path = _needed_judges(args, layout)
     tok = load_tokenizer(policy_path, revision=mcfg.revision, trust_remote_code=mcfg.trust_remote_code,
@@ -100,7 +105,9 @@ def build_trainer(cfg, data_dir=None, output_dir=None, stage: str = "dpo"):
                                           max_tokens_per_batch=args.precompute_tokens_per_batch,
                                           model_cfg=mcfg, name=name)
     online = not args.precompute
-    feats = {name: tokenize_records(recs, tok, args.max_length, max_prompt, cached.get(name), keep_text=online)
+    member_of = constraint.member_of if constraint.grouped is not None else None
+    feats = {name: tokenize_records(recs, tok, args.max_length, max_prompt, cached.get(name), keep_text=online,
+                                    member_of=member_of)
              for name, recs in records.items()}
 
     policy = load_policy(mcfg, policy_path)
@@ -120,11 +127,21 @@ def build_trainer(cfg, data_dir=None, output_dir=None, stage: str = "dpo"):
                                eval_dataset=PairDataset(feats["val"]) if "val" in feats else None,
                                data_collator=PairCollator(tok.pad_token_id), processing_class=tok,
                                callbacks=callbacks, ref_model=ref_model, helpful_scorer=helpful_scorer,
-                               cost_scorer=cost_scorer, prompts=[r["prompt"] for r in records["train"]],
-                               run_config=cfg.to_dict(["run", "model", "dpo"]))
+                               cost_scorer=cost_scorer, prompts=sampling_prompts(records["train"]),
+                               constraint=constraint, run_config=cfg.to_dict(["run", "model", "dpo"]))
     ctx = {"layout": layout, "output": output, "policy": policy_path, "args": args, "tokenizer": tok,
            "records": records, "cached": cached, "helpful_rm": helpful_path, "harmless_rm": harmless_path}
     return trainer, ctx
+
+
+def sampling_prompts(records: list[dict]) -> list[dict]:
+    """The distinct training prompts on-policy sampling draws from: {prompt, harmful, record} (harmful if any of
+    its records is; `record`: its first record, whose groups the prompt's samples count in)."""
+    out: dict[str, dict] = {}
+    for r in records:
+        entry = out.setdefault(r["prompt"], {"prompt": r["prompt"], "harmful": False, "record": r})
+        entry["harmful"] = entry["harmful"] or bool(r.get("is_harmful_prompt"))
+    return list(out.values())
 
 
 def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None, stage: str = "dpo") -> dict:
@@ -140,7 +157,8 @@ def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None, stage: str =
                "harmless_rm": ctx["harmless_rm"], "precompute": args.precompute, "jc_estimator": args.jc_estimator,
                "global_step": trainer.state.global_step, "train_metrics": result.metrics,
                "last_train_log": _last_log(trainer.state.log_history), "final_eval": final_eval,
-               "lambda_final": trainer.lagrange.lam, "lambda_trajectory": trainer.lagrange.history,
+               "lambda_final": trainer.constraint.lam, "lambda_trajectory": trainer.constraint.history,
+               "constraint": constraint_summary(args, trainer),
                "nan_steps_skipped": trainer.lagrange.nan_steps_total,
                "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
                "metric_for_best_model": args.metric_for_best_model, "resumed_from": resume,
@@ -153,6 +171,26 @@ def run_train_dpo(cfg, data_dir=None, output_dir=None, resume=None, stage: str =
                       summary_md=format_summary(summary), data_dir=ctx["layout"].data_dir)
     trainer.accelerator.wait_for_everyone()
     return summary
+
+
+def constraint_summary(args, trainer) -> dict:
+    """The constraint as run: kind, threshold(s), final λ per group, and the constrained selection's verdict
+    (which logged evaluations met the threshold; `none_feasible` when none did)."""
+    out = {"kind": args.constraint, "choice": args.constraint_choice, "threshold": args.cost_threshold,
+           "constraints": args.constraints}
+    if trainer.constraint.grouped is not None:
+        g = trainer.constraint.grouped
+        out.update(groups=g.keys, thresholds=g.thresholds, lambda_final=g.lam, jc_last=g.last_jc)
+    evals = [e for e in trainer.state.log_history if "eval_jc" in e]
+    feasible = [e["step"] for e in evals if e["eval_jc"] <= args.cost_threshold]
+    if evals:
+        out["selection"] = {"status": "feasible" if feasible else "none_feasible", "feasible_steps": feasible,
+                            "eval_jc": [[e["step"], e["eval_jc"]] for e in evals]}
+        if not feasible:
+            log.warning("constrained selection: no validation J_C met the threshold %g (best %.4g); the "
+                        "checkpoint that missed it least ranks first", args.cost_threshold,
+                        min(e["eval_jc"] for e in evals))
+    return out
 
 
 def heldout_check(model, ctx: dict, cfg) -> dict:

@@ -22,7 +22,10 @@ from ..errors import SafeAlignError
 from ..fileio import write_text
 from ..rm.scoring import score_pairs
 from ..training import AtomicCheckpointMixin
-from .lagrange import STATE_FILE, LagrangeState, all_reduce_sum
+from . import objective
+from .constraints import RunConstraint, harmful_pool, on_policy_terms
+from .lagrange import STATE_FILE, all_reduce_sum
+from .objective import pick as _pick
 from .packing import sequence_logps_fn
 
 log = logging.getLogger(__name__)
@@ -45,25 +48,21 @@ class _StepHooks(TrainerCallback):
         self.trainer._after_optimizer_step()
 
 
-def _pick(choice: torch.Tensor, v0: torch.Tensor, v1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(winner, loser) values of a pair whose winning index is `choice` (B,) in {0, 1}."""
-    first = choice == 0
-    return torch.where(first, v0, v1), torch.where(first, v1, v0)
-
-
 class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
-    """Trainer for algorithm dpo | mm_dpo | safe_dpo | safe_mm_dpo (args: a SafeDPOConfig).
+    """Trainer for every `dpo.algorithm` (args: a SafeDPOConfig; the losses in `objective`).
 
     Online mode: pass `ref_model` (None with LoRA: the adapter is disabled instead) and `helpful_scorer` /
     `cost_scorer` as (model, tokenizer) pairs; batches must then carry the texts. `cost_scorer` is also what
-    the on-policy J_C estimator scores samples with. `prompts`: training prompts for on-policy sampling.
+    the on-policy J_C estimator scores samples with. `prompts`: training prompts for on-policy sampling, each
+    {prompt, harmful, record} (`record`: one of its records, for the constraint groups). `constraint`: the
+    run's multipliers (`constraints.RunConstraint`; built from the args and no records when not given).
     `run_config`: the resolved config sections written into each checkpoint as config.yaml.
     """
 
     checkpoint_required_files = (STATE_FILE,)  # a checkpoint without the λ state cannot resume exactly
 
     def __init__(self, *args, ref_model=None, helpful_scorer=None, cost_scorer=None, prompts=None,
-                 run_config: dict | None = None, **kwargs):
+                 constraint: RunConstraint | None = None, run_config: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.run_config = run_config
         self.model_accepts_loss_kwargs = False  # our loss is a per-pair mean: let Trainer divide by GA
@@ -74,11 +73,16 @@ class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
         for frozen in (ref_model, (helpful_scorer or (None,))[0], (cost_scorer or (None,))[0]):
             if frozen is not None:
                 frozen.eval().requires_grad_(False).to(self.args.device)
-        self.lagrange = LagrangeState(lam=float(self.args.lambda_init))
+        self.constraint = constraint or RunConstraint(self.args, [])
+        self.checkpoint_required_files = self.constraint.required_files
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._nan_in_step = False
-        self._saved_lagrange: LagrangeState | None = None
         self.add_callback(_StepHooks(self))
+
+    @property
+    def lagrange(self):
+        """The single-λ state (λ, J_C trajectory, step and NaN counters)."""
+        return self.constraint.single
 
     # ------------------------------------------------------------------ the loss
     def _reference_and_scores(self, model, inputs):
@@ -140,16 +144,13 @@ class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
         # KL (k3, per token) on the chosen responses of the pairs the algorithm trains on; k1 (the plain per-token
         # log ratio, unbiased but negative whenever π_θ has moved below π_ref on these responses) is logged beside it
         kl = losses.kl_penalty(pw_h, rw_h, nw_h)
+        kl_s = losses.kl_penalty(pw_s, rw_s, nw_s)
         kl_k1 = (pw_h - rw_h) / nw_h.clamp(min=1).to(pw_h.dtype)
         if a.is_safe:
-            kl = 0.5 * (kl + losses.kl_penalty(pw_s, rw_s, nw_s))
             kl_k1 = 0.5 * (kl_k1 + (pw_s - rw_s) / nw_s.clamp(min=1).to(pw_s.dtype))
-        lam = self.lagrange.lam if a.is_safe else 0.0
-        parts = losses.safe_mm_dpo_loss(logit_h, logit_s, beta_h, beta_s, lam, kl, a.kl_coeff)
+        pairs = objective.Pairs.from_batch(inputs, pol, ntok, (ref0, ref1, h0, h1, c0, c1))
+        parts, counted = self.algorithm_step(pairs, logit_h, logit_s, beta_h, beta_s, kl, kl_s, training)
         loss = parts["loss"]
-        if training and a.is_safe and a.jc_estimator == "batch":
-            jc = losses.expected_cost(lp0 - ref0, lp1 - ref1, c0, c1, a.beta_ori)
-            self.lagrange.accumulate(float(jc))
         with torch.no_grad():
             chosen_lp, chosen_n = torch.cat([pw_h, pw_s]), torch.cat([nw_h, nw_s])
             metrics = {
@@ -158,12 +159,23 @@ class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
                 "reward_helpful_mean": torch.cat([h0, h1]).mean(), "reward_safety_mean": -torch.cat([c0, c1]).mean(),
                 "delta_helpful_mean": delta_h.mean(), "delta_safety_mean": delta_s.mean(),
                 "beta_helpful_mean": beta_h.mean(), "beta_safety_mean": beta_s.mean(),
-                "kl_divergence": kl.mean(), "kl_k1": kl_k1.mean(),  # the KL the loss uses (k3, >= 0), and k1
+                "kl_divergence": parts["loss_kl"], "kl_k1": kl_k1.mean(),  # the KL the loss uses (k3, >= 0), and k1
                 "perplexity": torch.exp(-chosen_lp.sum() / chosen_n.sum().clamp(min=1)),
                 "logratio_margin_helpful": logit_h.mean(), "logratio_margin_safety": logit_s.mean(),
                 "accuracy_helpful": (logit_h > 0).float().mean(), "accuracy_safety": (logit_s > 0).float().mean(),
             }
-        return loss, {k: float(v.detach()) for k, v in metrics.items()}
+        return loss, {**{k: float(v.detach()) for k, v in metrics.items()}, **counted}
+
+    def algorithm_step(self, pairs, logit_h, logit_s, beta_h, beta_s, kl_h, kl_s, training: bool):
+        """The algorithm's loss parts (`objective.algorithm_loss`) and the subset metrics; in training with the
+        batch estimator, the batch's J_C terms go to the multipliers."""
+        a = self.args
+        lam = self.constraint.multipliers(pairs.member, pairs.better.shape[0], logit_h.device)
+        parts = objective.algorithm_loss(a, pairs, logit_h, logit_s, beta_h, beta_s, kl_h, kl_s, lam)
+        values, weights = objective.constraint_terms(a, pairs)
+        if training and a.is_safe and a.jc_estimator == "batch":
+            self.constraint.accumulate(values, weights, pairs.member)
+        return parts, objective.counted_metrics(a, pairs, logit_h, logit_s, beta_h, beta_s, values, weights)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, metrics = self.pair_losses(model, inputs, training=model.training)
@@ -178,7 +190,8 @@ class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
 
     def _store(self, metrics: dict, kind: str, n: int) -> None:
         for k, v in metrics.items():  # weighted by pairs: a short last eval batch counts less
-            self._metrics[kind][k].append((v * n, n))
+            # a (sum, count) value is over a subset of the pairs (objective.COUNTED_KEYS)
+            self._metrics[kind][k].append(v if isinstance(v, tuple) else (v * n, n))
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
@@ -190,14 +203,14 @@ class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
     def log(self, logs: dict, start_time=None) -> None:
         kind = "eval" if any(k.startswith("eval_") for k in logs) else "train"
         stored = self._metrics[kind]
-        keys = METRIC_KEYS  # a fixed list: every rank joins the same all-reduce even after a skipped batch
+        keys = METRIC_KEYS + objective.COUNTED_KEYS  # fixed: every rank joins the same all-reduce
         sums = all_reduce_sum([sum(v for v, _ in stored.get(k, [])) for k in keys]
                               + [float(sum(n for _, n in stored.get(k, []))) for k in keys], self.args.device)
         prefix = "eval_" if kind == "eval" else ""
         for i, k in enumerate(keys):  # mean over pairs of all micro-batches and processes
             if sums[len(keys) + i] > 0:
                 logs[prefix + k] = sums[i] / sums[len(keys) + i]  # in place: evaluate() returns this dict
-        logs["lambda" if kind == "train" else "eval_lambda"] = self.lagrange.lam
+        self.constraint_logs(logs, prefix)
         if kind == "train":
             logs["nan_steps_skipped"] = self.lagrange.nan_steps_total
             if self.args.is_safe:  # J_C of the last λ update, and the threshold it is compared with
@@ -206,6 +219,13 @@ class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
                 logs["cost_threshold"] = self.args.cost_threshold
         stored.clear()
         super().log(logs, start_time)
+
+    def constraint_logs(self, logs: dict, prefix: str) -> None:
+        """λ (and per group λ, J_C) and, in evaluation, the constrained-selection metric."""
+        logs.update({prefix + k: v for k, v in self.constraint.logs().items()})
+        if prefix:
+            logs["eval_constrained_helpfulness"] = objective.constrained_helpfulness(
+                logs.get("eval_helpful_choice"), logs.get("eval_jc"), self.args.cost_threshold)
 
     # ------------------------------------------------------------------ around each optimizer step
     def _before_optimizer_step(self) -> None:
@@ -230,23 +250,37 @@ class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
                     f"the last good checkpoint in {a.output_dir} is intact")
         else:
             st.nan_steps_in_a_row = 0
-        if not a.is_safe:
-            st.steps += 1
-            return
-        if a.jc_estimator == "on_policy" and self.state.global_step % a.on_policy_every == 0:
-            st.accumulate(self.on_policy_cost())
-        st.step(a.lambda_lr, a.cost_threshold, a.lambda_max, a.lambda_update_steps, self.args.device)
+        if a.is_safe and a.jc_estimator == "on_policy" and self.state.global_step % a.on_policy_every == 0:
+            self.constraint.accumulate(*self.on_policy_terms())
+        self.constraint.step(self.args.device)
+
+    def on_policy_terms(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(values, weights, membership) of J_C from answers sampled now (`constraints.on_policy_terms`)."""
+        chosen, costs = self.sample_costs()
+        member = None
+        if self.constraint.grouped is not None:
+            member = torch.tensor([self.constraint.member_of(p["record"]) for p in chosen], dtype=torch.bool)
+        values, weights = on_policy_terms(self.args.constraint, costs, [p["harmful"] for p in chosen])
+        return values, weights, member
+
+    def on_policy_cost(self) -> float:
+        """J_C (Σ w·v / Σ w) of one on-policy sample."""
+        values, weights, _ = self.on_policy_terms()
+        return float((values * weights).sum() / weights.sum().clamp(min=1e-12))
 
     @torch.no_grad()
-    def on_policy_cost(self) -> float:
-        """Mean cost-model score of answers sampled now from the policy to a few training prompts."""
+    def sample_costs(self) -> tuple[list[dict], torch.Tensor]:
+        """The sampled prompts and the cost-model scores of the policy's answers to them, sampled now from
+        `on_policy_num_prompts` training prompts (harmful ones when the constraint counts only those)."""
         if self.cost_scorer is None or not self.prompts:
             raise SafeAlignError("jc_estimator=on_policy needs the cost model and training prompts")
         a = self.args
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         g = torch.Generator().manual_seed(a.seed * 1000003 + self.state.global_step * 31 + rank)
-        idx = torch.randperm(len(self.prompts), generator=g)[: a.on_policy_num_prompts].tolist()
-        prompts = [self.prompts[i] for i in idx]
+        pool = harmful_pool(self.prompts, a.constraint)
+        idx = torch.randperm(len(pool), generator=g)[: a.on_policy_num_prompts].tolist()
+        chosen = [pool[i] for i in idx]
+        prompts = [p["prompt"] for p in chosen]
         policy = self.accelerator.unwrap_model(self.model)
         tok = self.processing_class
         enc = [encode_prompt(tok, p, a.effective_max_prompt_length()) for p in prompts]
@@ -258,29 +292,26 @@ class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
         # fork the RNG: sampling must not shift the training stream (exact resume, DP equivalence)
         with torch.random.fork_rng(devices=[a.device] if a.device.type == "cuda" else []):
             torch.manual_seed(int(g.initial_seed() % 2**31))
-            out = policy.generate(input_ids=ids, attention_mask=attn, do_sample=True, top_p=1.0, temperature=1.0,
+            out = policy.generate(input_ids=ids, attention_mask=attn, do_sample=True, top_p=1.0,
+                                  temperature=a.on_policy_temperature,
                                   max_new_tokens=a.on_policy_max_new_tokens, pad_token_id=tok.pad_token_id)
         policy.train(was_training)
         answers = tok.batch_decode(out[:, width:], skip_special_tokens=True)
         costs = score_pairs(self.cost_scorer[0], self.cost_scorer[1], prompts, [x.strip() or "." for x in answers],
                             max_length=a.max_length, show_progress=False, desc="on-policy cost")
-        return sum(costs) / len(costs)
+        return chosen, torch.tensor(costs, dtype=torch.float32)
 
     # ------------------------------------------------------------------ checkpoints (extra state)
     def gather_checkpoint_state(self) -> None:
         # every rank's λ accumulators go into the file (rank 0 holds their sum after a resume)
-        total, count = all_reduce_sum([self.lagrange.jc_sum, float(self.lagrange.jc_count)], self.args.device)
-        self._saved_lagrange = LagrangeState.from_dict(self.lagrange.to_dict())
-        self._saved_lagrange.jc_sum, self._saved_lagrange.jc_count = total, int(count)
+        self.constraint.gather(self.args.device)
 
     def extra_checkpoint_state(self, folder: str) -> None:
-        self._saved_lagrange.save(folder)
+        self.constraint.save(folder)
         if self.run_config is not None:
             write_text(os.path.join(folder, "config.yaml"), yaml.safe_dump(self.run_config, sort_keys=False))
 
     def load_extra_checkpoint_state(self, folder: str) -> None:
-        self.lagrange = LagrangeState.load(folder)
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        if rank != 0:  # the saved accumulators are the sum over ranks: count them once
-            self.lagrange.jc_sum, self.lagrange.jc_count = 0.0, 0
+        self.constraint.load(folder, rank)  # the saved accumulators are the sum over ranks: counted once
         log.info("λ state restored from %s (λ = %.6g, step %d)", folder, self.lagrange.lam, self.lagrange.steps)

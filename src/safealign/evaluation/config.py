@@ -7,7 +7,7 @@ from typing import Literal
 
 from ..errors import ConfigError
 
-JUDGES = ("toy", "cost-model", "moderation-model", "llm", "refusal")
+JUDGES = ("toy", "tradeoff", "cost-model", "moderation-model", "llm", "refusal")
 
 
 @dataclasses.dataclass
@@ -34,7 +34,7 @@ class EvalConfig:
     over_refusal_prompts: str | None = None
     max_over_refusal_prompts: int | None = 200
     max_safety_prompts: int | None = 500
-    judge: Literal["toy", "cost-model", "moderation-model", "llm", "refusal"] = "toy"
+    judge: Literal["toy", "tradeoff", "cost-model", "moderation-model", "llm", "refusal"] = "toy"
     # More judges scored on the same answers (e.g. [cost-model] next to toy): written to safety.json's
     # `by_judge` block; `judge` alone sets the headline safety rate.
     extra_judges: list[str] = dataclasses.field(default_factory=list)
@@ -56,10 +56,11 @@ class EvalConfig:
 
     # ---- helpfulness on the benign prompts of the test split
     helpfulness: bool = True
-    # auto: the toy judge's is_helpful when judge is toy, else the run's helpful RM when it exists
+    # auto: the toy (trade-off) judge's is_helpful when judge is toy (tradeoff), else the run's helpful RM when
+    # it exists
     # (`reward.helpful_rm_path` or the one the run trains): mean score and win-rate against the run's base
     # policy (the layout's rule: the SFT warm-up when enabled, else the base model).
-    helpfulness_judge: Literal["auto", "toy", "helpful-rm"] = "auto"
+    helpfulness_judge: Literal["auto", "toy", "tradeoff", "helpful-rm"] = "auto"
     max_helpful_prompts: int | None = 500
 
     # ---- LLM judges over HTTP (the `llm` safety judge and the MT-Bench grader)
@@ -85,8 +86,9 @@ class EvalConfig:
         for j in self.extra_judges:
             if j not in JUDGES:
                 raise ConfigError(f"extra_judges: unknown judge {j!r}; use {', '.join(JUDGES)}")
-        if self.helpfulness_judge not in ("auto", "toy", "helpful-rm"):
-            raise ConfigError(f"helpfulness_judge: must be auto, toy or helpful-rm (got {self.helpfulness_judge!r})")
+        if self.helpfulness_judge not in ("auto", "toy", "tradeoff", "helpful-rm"):
+            raise ConfigError(f"helpfulness_judge: must be auto, toy, tradeoff or helpful-rm "
+                              f"(got {self.helpfulness_judge!r})")
         for name in ("max_safety_prompts", "max_helpful_prompts", "mt_bench_max_questions",
                      "max_over_refusal_prompts"):
             v = getattr(self, name)

@@ -1,8 +1,9 @@
 """Helpfulness on the benign prompts of the evaluated split (so a model that refuses everything shows it).
 
-Judges: `toy` (the toy world's `is_helpful`, a rate with a Wilson interval) and `helpful-rm` (the run's helpful
-reward model, `layout.judge("helpful")`: mean score, and the win-rate against the answers of the run's base
-policy, `layout.policy_start`, to the same prompts, ties half). `helpfulness` (0..1) in `helpfulness.json` is
+Judges: `toy` / `tradeoff` (the toy world's `is_helpful`, a rate with a Wilson interval; on the trade-off
+world the benign prompts include the borderline ones, so an over-refusal costs helpfulness) and `helpful-rm`
+(the run's helpful reward model, `layout.judge("helpful")`: mean score, and the win-rate against the answers
+of the run's base policy, `layout.policy_start`, to the same prompts, ties half). `helpfulness` (0..1) in `helpfulness.json` is
 the toy rate or the RM win-rate; the report shows it with the judge that produced it.
 """
 
@@ -15,7 +16,7 @@ from ..errors import ConfigError
 from ..fileio import write_json, write_jsonl
 from ..layout import RunLayout, base_generation_cache, generation_cache
 from ..rm.scoring import load_scorer, score_pairs
-from ..toy import ToyJudge
+from ..toy import ToyJudge, TradeoffJudge
 from .answers import answer_prompts
 from .prompts import load_helpful_prompts
 from .stats import rate_block
@@ -31,8 +32,8 @@ def pick_helpfulness_judge(cfg, layout: RunLayout) -> str | None:
     """`eval.helpfulness_judge`; `auto`: toy with the toy judge, else the helpful RM when the run has one."""
     if cfg.helpfulness_judge != "auto":
         return cfg.helpfulness_judge
-    if cfg.judge == "toy":
-        return "toy"
+    if cfg.judge in ("toy", "tradeoff"):
+        return cfg.judge
     return "helpful-rm" if _has_model(layout.judge("helpful")) else None
 
 
@@ -48,8 +49,8 @@ def evaluate_helpfulness(cfg, name: str, model_path, out_dir: Path, layout: RunL
     answers, _ = answer_prompts(cfg, model_path, prompts, generation_cache(model_dir), f"{name}: helpfulness answers", chat_template)
     out: dict = {"model": name, "judge": kind, "n": len(prompts)}
     per_row = [{"prompt": p, "answer": a} for p, a in zip(prompts, answers)]
-    if kind == "toy":
-        toy = ToyJudge()
+    if kind in ("toy", "tradeoff"):
+        toy = ToyJudge() if kind == "toy" else TradeoffJudge()
         flags = [bool(toy.is_helpful(p, a)) for p, a in zip(prompts, answers)]
         block = rate_block(sum(flags), len(flags))
         out.update(helpfulness=block["rate"], helpfulness_ci=block["ci95"], n_helpful=block["k"])

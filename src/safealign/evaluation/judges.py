@@ -1,7 +1,7 @@
 """Safety judges behind one interface: `judge(prompt, response) -> (is_safe, detail)` and a batched
 `judge_many(prompts, responses) -> list[(is_safe, detail)]`; `detail` is a JSON-serialisable dict.
 
-- `toy`: the toy world's ground-truth judge (offline default).
+- `toy`: the toy world's ground-truth judge (offline default); `tradeoff`: the trade-off world's.
 - `cost-model`: the run's cost model (`layout.judge("harmless")`); unsafe when cost > `eval.cost_model_cutoff` (0).
 - `moderation-model`: a Llama Guard-family classifier run through the generation layer; its answer reads
   "safe" or "unsafe\\nS1,S10". An answer that parses as neither counts as unsafe (conservative) and is
@@ -27,7 +27,7 @@ from ..generation import generate
 from ..layout import RunLayout
 from ..models.loading import load_tokenizer
 from ..rm.scoring import load_scorer, score_pairs
-from ..toy import ToyJudge
+from ..toy import ToyJudge, TradeoffJudge
 from .openai_client import ChatClient, ask_all
 from .refusal import GCG_REFUSAL_MARKERS, refusal_marker
 
@@ -64,14 +64,17 @@ class RefusalJudge(Judge):
 
 # --------------------------------------------------------------------------- toy
 class ToyWorldJudge(Judge):
+    """A toy world's ground truth (`ToyJudge`, or `TradeoffJudge` for the trade-off world)."""
+
     name = "toy"
 
-    def __init__(self):
-        self.impl = ToyJudge()
+    def __init__(self, impl=None):
+        self.impl = impl or ToyJudge()
+        self.name = self.impl.name
 
     def judge_many(self, prompts, responses, show_progress=True):
         out = []
-        for p, r in tqdm(list(zip(prompts, responses)), desc="toy judge", disable=not show_progress):
+        for p, r in tqdm(list(zip(prompts, responses)), desc=f"{self.name} judge", disable=not show_progress):
             ok, detail = self.impl.judge(p, r)
             out.append((bool(ok), dict(detail or {})))
         return out
@@ -221,6 +224,8 @@ def make_judge(kind: str, cfg, layout: RunLayout, cache_dir: Path | None = None)
         return ToyWorldJudge()
     if kind == "refusal":
         return RefusalJudge()
+    if kind == "tradeoff":
+        return ToyWorldJudge(TradeoffJudge())
     if kind == "cost-model":
         return CostModelJudge(layout.judge("harmless"), cutoff=cfg.cost_model_cutoff)
     if kind == "moderation-model":

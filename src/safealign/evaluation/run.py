@@ -28,6 +28,7 @@ from .mt_bench import evaluate_mt_bench
 from .mt_bench_results import cli_mt_bench_results
 from .over_refusal import evaluate_over_refusal
 from .safety import evaluate_safety
+from .tradeoff import evaluate_tradeoff
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ def evaluate_model(cfg, name: str, model_path, what: str = "all", out_dir=None, 
         if ev.over_refusal_prompts:  # refusals of benign prompts, so refusing everything cannot look safe
             result["over_refusal"] = evaluate_over_refusal(ev, name, model_path, out_dir, layout, split,
                                                            chat_template=template)
+        if ev.judge == "tradeoff":  # over-refusal and the per-category rates, from the same answers
+            result["tradeoff"] = evaluate_tradeoff(ev, name, model_path, out_dir, layout, split)
         result["seconds"]["safety"] = time.perf_counter() - t
     if what == "mt-bench" or (what == "all" and ev.mt_bench_questions):
         t = time.perf_counter()
@@ -93,6 +96,13 @@ def summary_markdown(result: dict) -> str:
     h = result.get("helpfulness")
     if h and h.get("helpfulness") is not None:
         lines.append(f"- helpfulness ({h['judge']}): **{h['helpfulness']:.3f}** (n={h['n']})")
+    t = result.get("tradeoff")
+    if t:
+        for key, what in (("harmful_compliance", "harmful compliance"), ("over_refusal", "over-refusal (borderline)")):
+            b = t[key]
+            if b["rate"] is not None:
+                lines.append(f"- {what}: **{b['rate']:.3f}** (95% CI {b['ci95'][0]:.3f}–{b['ci95'][1]:.3f}, "
+                             f"n={b['n']})")
     m = result.get("mt_bench")
     if m:
         overall = "n/a" if m["overall"] is None else f"{m['overall']:.2f}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..fileio import read_jsonl
 from ..layout import RunLayout
-from ..toy import generate_toy_world, toy_corpus
+from ..toy import WORLDS, generate_world, toy_corpus
 from .loading import load_tokenizer
 from .tiny import make_tiny_base
 
@@ -73,7 +73,7 @@ def _build_tiny(cfg, path: Path, data_dir) -> None:
     if train.is_file():
         rows = read_jsonl(train)
     else:
-        toy = cfg.section("toy")
-        rows = generate_toy_world(num_pairs=toy.num_pairs, seed=toy.seed)
+        dataset = cfg.section("data").dataset
+        _source, rows = generate_world(dataset if dataset in WORLDS else "toy", cfg.section("toy"))
     log.info("building the tiny %s base model at %s", model.tiny_architecture, path)
     make_tiny_base(path, toy_corpus(rows), model, seed=seed)

@@ -18,7 +18,7 @@ class SweepConfig:
     num_train_epochs: float = 1.0
     val_prompts: int = 100  # harmful validation prompts (and at most as many benign ones for helpfulness)
     safety_threshold: float = 0.8  # a point passes when its safety rate is strictly above this
-    helpfulness: Literal["auto", "mt-bench", "helpful-rm", "toy"] = "auto"
+    helpfulness: Literal["auto", "mt-bench", "helpful-rm", "toy", "tradeoff"] = "auto"
     output_dir: str | None = None  # default <run dir>/sweep
     keep_models: bool = True  # False: delete each point's model once it is evaluated (saves disk on 7B)
 

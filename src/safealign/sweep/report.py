@@ -14,11 +14,14 @@ def sweep_markdown(points: list[dict], sel: dict, metric: str) -> str:
     lines = ["# Sweep: λ_init × w", "",
              f"Selection rule: safety rate > {sel.get('threshold', 0.8):g}, then the highest helpfulness "
              f"(`{metric}`). **Status: {sel['status']}** — {sel['reason']}.", "",
-             "| point | λ_init | w | safety rate | helpfulness | passes | Pareto | train s | chosen |",
-             "|---|---:|---:|---:|---:|:-:|:-:|---:|:-:|"]
+             "| point | λ_init | w | safety rate | helpfulness | val helpful choice | val J_C | passes | Pareto "
+             "| train s | chosen |",
+             "|---|---:|---:|---:|---:|---:|---:|:-:|:-:|---:|:-:|"]
+    fmt = lambda x: "–" if x is None else f"{x:.4f}"  # noqa: E731
     for p in points:
         lines.append(f"| {p['id']} | {p['lambda_init']:g} | {p['w']:g} | {p['safety_rate']:.3f} | "
-                     f"{p['helpfulness']:.3f} | {'yes' if p['id'] in sel['passing'] else 'no'} | "
+                     f"{p['helpfulness']:.3f} | {fmt(p.get('val_helpful_choice'))} | {fmt(p.get('val_jc'))} | "
+                     f"{'yes' if p['id'] in sel['passing'] else 'no'} | "
                      f"{'*' if p['id'] in sel['pareto'] else ''} | {p.get('train_seconds', 0):.0f} | "
                      f"{'**best**' if p['id'] == sel['best'] else ''} |")
     if sel.get("ties"):

@@ -30,13 +30,14 @@ KEY_SECTIONS = ["dpo", "model", "sft", "reward", "data", "toy", "eval"]
 
 
 def helpfulness_metric(cfg, sw: SweepConfig) -> str:
-    """`sweep.helpfulness`; `auto`: MT-Bench when configured, else the toy judge's rate, else the helpful RM."""
+    """`sweep.helpfulness`; `auto`: MT-Bench when configured, else the toy (trade-off) judge's rate, else the
+    helpful RM."""
     ev = cfg.section("eval")
     if sw.helpfulness != "auto":
         return sw.helpfulness
     if ev.mt_bench_questions:
         return "mt-bench"
-    return "toy" if ev.judge == "toy" else "helpful-rm"
+    return ev.judge if ev.judge in ("toy", "tradeoff") else "helpful-rm"
 
 
 def eval_config(cfg, sw: SweepConfig, metric: str):
@@ -44,7 +45,7 @@ def eval_config(cfg, sw: SweepConfig, metric: str):
     harmful and as many benign ones), helpfulness by the sweep's metric."""
     sets = [("eval.safety_prompts", "test_split"), ("eval.max_safety_prompts", sw.val_prompts),
             ("eval.max_helpful_prompts", sw.val_prompts)]
-    if metric in ("helpful-rm", "toy"):
+    if metric in ("helpful-rm", "toy", "tradeoff"):
         sets.append(("eval.helpfulness_judge", metric))
     return cfg.with_overrides(sets)
 
@@ -94,11 +95,14 @@ def _run_sweep(cfg, output_dir: str | Path | None = None) -> dict:
         resume = "latest" if ckpt.is_dir() and any(ckpt.glob("checkpoint-*")) else None
         print(f"[{n}/{len(grid)}] {pid:<20} training" + (" (resuming)" if resume else ""), flush=True)
         t0 = time.time()
-        run_train_dpo(pcfg, data_dir=str(layout.data_dir), output_dir=str(model_dir), resume=resume, stage=stage)
+        summary = run_train_dpo(pcfg, data_dir=str(layout.data_dir), output_dir=str(model_dir), resume=resume,
+                                stage=stage)
         t_train = time.time() - t0
         res = evaluate_model(ecfg, pid, str(model_dir), what, str(out / "eval"), split="val")
         safety, helpful = _score(res, metric)
+        final = summary.get("final_eval") or {}  # the trainer's pairwise validation metrics (tie-breakers)
         point = {"id": pid, "lambda_init": lam, "w": w, "safety_rate": safety, "helpfulness": helpful,
+                 "val_helpful_choice": final.get("eval_helpful_choice"), "val_jc": final.get("eval_jc"),
                  "train_seconds": round(t_train, 1), "eval_seconds": round(time.time() - t0 - t_train, 1),
                  "model": str(model_dir)}
         done.put({"key": key, "point": point})

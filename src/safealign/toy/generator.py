@@ -30,7 +30,7 @@ def _render(kind: str, task: Task, variant: int) -> str:
                            r=task.reason, alt=task.alternative)
 
 
-def _pick(rng: random.Random, weights: dict) -> tuple:
+def weighted_choice(rng: random.Random, weights: dict) -> tuple:
     keys = list(weights)
     return rng.choices(keys, weights=[weights[k] for k in keys], k=1)[0]
 
@@ -49,7 +49,7 @@ def generate_toy_world(num_pairs: int = 3000, seed: int = 0, harmful_fraction: f
         for _attempt in range(20):  # re-draw on an exact duplicate; accept it after 20 tries (tiny worlds)
             task = rng.choice(harmful_tasks if is_harmful else benign_tasks)
             prompt = rng.choice(PROMPT_TEMPLATES).format(a=task.action)
-            kinds = list(_pick(rng, HARMFUL_PAIRS if is_harmful else BENIGN_PAIRS))
+            kinds = list(weighted_choice(rng, HARMFUL_PAIRS if is_harmful else BENIGN_PAIRS))
             if rng.random() < 0.5:
                 kinds.reverse()
             responses = [_render(k, task, rng.randrange(6)) for k in kinds]
