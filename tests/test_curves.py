@@ -120,7 +120,7 @@ def test_a_real_safe_mm_dpo_run_plots_every_panel_and_logs_k3(tmp_path, tiny_bas
 
     make_run(tmp_path, tiny_base, rm_root=judges)
     cfg = make_cfg(tmp_path, tiny_base, judges, max_steps=4, save_strategy="no", eval_strategy="steps",
-                   eval_steps=2, cost_threshold=-1.0, kl_coeff=0.1)
+                   eval_steps=2, cost_threshold=0.02, kl_coeff=0.1)
     trainer, _ = build_trainer(Config(dict(cfg.raw, run=dict(cfg.raw["run"], report_to=["tensorboard"]))))
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss_kl" in h]
@@ -128,6 +128,6 @@ def test_a_real_safe_mm_dpo_run_plots_every_panel_and_logs_k3(tmp_path, tiny_bas
     assert all(h["kl_divergence"] == pytest.approx(h["loss_kl"]) for h in logs)  # what the loss uses
     assert any(h["kl_k1"] != 0 for h in logs)  # the plain log ratio, logged under its own name
     train_logs = [h for h in logs if "jc" in h]
-    assert len(train_logs) == 4 and all(h["cost_threshold"] == -1.0 for h in train_logs)
+    assert len(train_logs) == 4 and all(h["cost_threshold"] == 0.02 for h in train_logs)
     plot = plot_stage_curves(read_scalars(tmp_path / "logs" / "dpo"), "dpo", tmp_path / "curves_dpo.png")
     assert plot.kind == "dpo" and plot.panels == DPO_ALL

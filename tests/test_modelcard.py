@@ -146,3 +146,10 @@ def test_push_when_the_hub_is_unreachable(model_dir, monkeypatch, online):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     with pytest.raises(SafeAlignError, match=r"^--push-to-hub me/aligned: cannot reach the Hub \(ConnectError"):
         push_to_hub(model_dir, "me/aligned", endpoint=f"http://127.0.0.1:{port}")
+
+
+def test_every_training_algorithm_has_a_card_description():
+    from safealign.dpo.config import ALGORITHMS
+    from safealign.modelcard import METHODS
+
+    assert set(ALGORITHMS) <= set(METHODS)  # an aligned model of any algorithm gets its card

@@ -62,6 +62,7 @@ SET_EXAMPLES = {
     "train-rm": "--set reward.num_train_epochs=2 (or bare: --set num_train_epochs=2)",
     "train-dpo": "--set dpo.beta_ori=0.2 (or bare: --set beta_ori=0.2)",
     "sweep": "--set sweep.w=[0.3,0.5] (or bare: --set w=[0.3,0.5])",
+    "compare": "--set compare.seeds=3 (or bare: --set seeds=3)",
     "evaluate": "--set eval.max_new_tokens=128 (or bare: --set max_new_tokens=128)",
     "distill": "--set distill.num_prompts=500 (or bare: --set num_prompts=500)",
     "report": "--set run.name=demo (the report reads <run-dir>/results)",

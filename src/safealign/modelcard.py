@@ -37,6 +37,11 @@ METHODS = {
     "mm_dpo": ("MM-DPO", "DPO on the helpful pair with a margin-aware β(δ) from a frozen reward model; "
                          "no safety term."),
     "dpo": ("DPO", "Direct preference optimisation on the helpful pair with a fixed β; no safety term."),
+    "dpo_safe": ("DPO on the safety labels", "Direct preference optimisation on the safer-vs-less-safe pair with a "
+                                             "fixed β; no helpfulness term."),
+    "safedpo": ("SafeDPO", "DPO on the helpful pair reordered by the safety labels (an unsafe preferred answer "
+                           "swapped with a safe one, pairs of two unsafe answers dropped) with an offset Δ; no "
+                           "reward or cost model (Kim et al., ICLR 2026)."),
     "sft": ("SFT", "Supervised fine-tuning on the chosen (more helpful) responses, loss on response tokens only."),
     "distill": ("Distillation", "A smaller student fine-tuned on the aligned teacher's answers that pass the "
                                 "safety and helpfulness filters."),

@@ -207,7 +207,7 @@ def _row(rng, cfg, prompt, task, kinds, responses, safer, conflict, annotate) ->
     for i, m in enumerate(order):
         row[f"response_{i}_source"] = f"{SOURCE}/{kinds[m]}"
     for i in (0, 1):
-        row[f"response_{i}_sha256"] = _sha(row[f"response_{i}"])
+        row[f"response_{i}_sha256"] = _sha(prompt + row[f"response_{i}"])
     if annotate:
         row["tradeoff"] = {"prompt_type": task.kind, "category": task.category, "severity": task.severity,
                            "kinds": [kinds[m] for m in order], "unsafe": [unsafe[m] for m in order],
