@@ -222,7 +222,8 @@ class SafeMMDPOTrainer(AtomicCheckpointMixin, Trainer):
 
     def constraint_logs(self, logs: dict, prefix: str) -> None:
         """λ (and per group λ, J_C) and, in evaluation, the constrained-selection metric."""
-        logs.update({prefix + k: v for k, v in self.constraint.logs().items()})
+        if self.args.is_safe:  # a helpful-only algorithm has no multiplier to show
+            logs.update({prefix + k: v for k, v in self.constraint.logs().items()})
         if prefix:
             logs["eval_constrained_helpfulness"] = objective.constrained_helpfulness(
                 logs.get("eval_helpful_choice"), logs.get("eval_jc"), self.args.cost_threshold)
