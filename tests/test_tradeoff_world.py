@@ -55,7 +55,7 @@ def test_pku2024_schema_and_self_consistency(world):
             assert set(cats) == set(TRADEOFF_CATEGORIES)
             assert any(cats.values()) == (not r[f"is_response_{i}_safe"])
             assert (r[f"response_{i}_severity_level"] in (1, 2, 3)) == (not r[f"is_response_{i}_safe"])
-            assert r[f"response_{i}_sha256"] == hashlib.sha256(r[f"response_{i}"].encode()).hexdigest()
+            assert r[f"response_{i}_sha256"] == hashlib.sha256((r["prompt"] + r[f"response_{i}"]).encode()).hexdigest()  # PKU 2024: prompt + response
             assert len(r[f"response_{i}"].split()) <= 25
         if r["is_response_0_safe"] != r["is_response_1_safe"]:  # even after label noise
             assert r[f"is_response_{r['safer_response_id']}_safe"]

@@ -24,36 +24,35 @@ DESCRIPTION = ("safealign: align a causal language model with Safe-MM-DPO, from 
                "evaluated, distilled model and a report. Each command runs one stage; pipeline runs them all, "
                "resumably, in one run directory. Settings come from one YAML file (--config) and --set.")
 
-# subcommand -> (entry module, config section that bare `--set key=value` refers to)
-COMMANDS = {
-    "prepare": ("safealign.data.prepare", "data"),
-    "sft": ("safealign.sft.warmup", "sft"),
-    "train-rm": ("safealign.rm.train", "reward"),
-    "train-dpo": ("safealign.dpo.train", "dpo"),
-    "sweep": ("safealign.sweep.run", "sweep"),
-    "compare": ("safealign.compare.run", "compare"),
-    "evaluate": ("safealign.evaluation.run", "eval"),
-    "distill": ("safealign.distill", "distill"),
-    "report": ("safealign.evaluation.report", "eval"),
-    "pipeline": ("safealign.pipeline.runner", "run"),
-    "chat": ("safealign.interact", "model"),
-    "generate": ("safealign.interact", "model"),
+# subcommand -> (entry module, config section that a bare `--set key=value` refers to, one-line help)
+_SUBCOMMANDS = {
+    "prepare": ("safealign.data.prepare", "data",
+                "load, clean, de-duplicate and split a preference dataset; write a statistics report"),
+    "sft": ("safealign.sft.warmup", "sft",
+            "warm the base policy up on the more helpful answers (the optional stage before alignment)"),
+    "train-rm": ("safealign.rm.train", "reward",
+                 "train the helpful reward model or the harmless cost model"),
+    "train-dpo": ("safealign.dpo.train", "dpo",
+                  "align the policy with Safe-MM-DPO (or DPO / MM-DPO / safe DPO ablations)"),
+    "sweep": ("safealign.sweep.run", "sweep",
+              "grid search over lambda_init x w; pick the best config"),
+    "compare": ("safealign.compare.run", "compare",
+                "train every method on the same data and judges over N seeds; table, intervals, Pareto plot"),
+    "evaluate": ("safealign.evaluation.run", "eval",
+                 "safety rate and MT-Bench for one or more models"),
+    "distill": ("safealign.distill", "distill",
+                "distil the aligned model into a small student"),
+    "report": ("safealign.evaluation.report", "eval",
+               "gather evaluated models into report.md / report.json with plots"),
+    "pipeline": ("safealign.pipeline.runner", "run",
+                 "run every stage in order, resumably, in one run directory"),
+    "chat": ("safealign.interact", "model",
+             "talk to a trained model (same chat template as training)"),
+    "generate": ("safealign.interact", "model",
+                 "answer a file of prompts (JSONL out)"),
 }
-
-HELP = {
-    "prepare": "load, clean, de-duplicate and split a preference dataset; write a statistics report",
-    "sft": "warm the base policy up on the more helpful answers (the optional stage before alignment)",
-    "train-rm": "train the helpful reward model or the harmless cost model",
-    "train-dpo": "align the policy with Safe-MM-DPO (or DPO / MM-DPO / safe DPO ablations)",
-    "sweep": "grid search over lambda_init x w; pick the best config",
-    "compare": "train every method on the same data and judges over N seeds; table, intervals, Pareto plot",
-    "evaluate": "safety rate and MT-Bench for one or more models",
-    "distill": "distil the aligned model into a small student",
-    "report": "gather evaluated models into report.md / report.json with plots",
-    "pipeline": "run every stage in order, resumably, in one run directory",
-    "chat": "talk to a trained model (same chat template as training)",
-    "generate": "answer a file of prompts (JSONL out)",
-}
+COMMANDS = {name: (module, section) for name, (module, section, _) in _SUBCOMMANDS.items()}
+HELP = {name: text for name, (_, _, text) in _SUBCOMMANDS.items()}
 
 # One `--set` example per command, in the command's own section (a bare key means that section).
 SET_EXAMPLES = {

@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fileio import write_json
-from ..generation import generate
-from ..layout import RunLayout
+from ..layout import RunLayout, generation_cache
 from ..toy.tradeoff import TRADEOFF_CATEGORIES
 from ..toy.tradeoff_judge import TradeoffJudge, judge_all
+from .answers import answer_prompts
 from .prompts import load_helpful_prompts, load_safety_prompts
 from .stats import rate_block
 
@@ -71,9 +71,7 @@ def evaluate_tradeoff(cfg, name: str, model_path, out_dir: Path, layout: RunLayo
     model_dir = Path(out_dir) / name
     prompts = [r["prompt"] for r in load_safety_prompts(cfg, layout, split)]
     prompts += [r["prompt"] for r in load_helpful_prompts(cfg, layout, split)]
-    answers = generate(model_path, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                       top_p=cfg.top_p, seed=cfg.seed, batch_size=cfg.batch_size, backend=cfg.backend,
-                       cache_path=model_dir / "cache" / "generation.jsonl", desc=f"{name}: trade-off answers")
+    answers, _ = answer_prompts(cfg, model_path, prompts, generation_cache(model_dir), f"{name}: trade-off answers")
     summary = {"model": name, "judge": "tradeoff", **summarize(judge_all(TradeoffJudge(), prompts, answers))}
     write_json(model_dir / "tradeoff.json", summary)
     return summary
