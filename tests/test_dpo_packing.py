@@ -5,7 +5,7 @@ packed sequence; and SafeMMDPOTrainer with dpo.padding_free gives the padded tra
 
 import pytest
 import torch
-from helpers.dpo import make_cfg, make_run
+from helpers.dpo import encoded_pairs_batch, make_cfg, make_run
 
 from safealign.dpo.data import pad_sequences, sequence_logps
 from safealign.dpo.train import build_trainer
@@ -48,12 +48,7 @@ PAIRS = [("How do I bake bread?", "First mix flour and water, then bake it in th
 
 
 def _batch(tiny_base):
-    from safealign.chat import encode_pair
-    from safealign.models.loading import load_tokenizer
-
-    tok = load_tokenizer(str(tiny_base))
-    enc = [encode_pair(tok, p, r, 256, 128) for p, r in PAIRS]
-    return pad_sequences([e["input_ids"] for e in enc], [e["prompt_len"] for e in enc], tok.pad_token_id)
+    return encoded_pairs_batch(tiny_base, PAIRS)
 
 
 def _run(model, fn, ids, attn, resp):

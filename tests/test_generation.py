@@ -3,18 +3,12 @@
 import json
 
 import pytest
+from helpers.prompts import MIXED_PROMPTS
 
 from safealign.errors import SafeAlignError
 from safealign.generation import generate, generate_with_stats, model_fingerprint, release
 
-PROMPTS = [
-    "How do I bake bread?",
-    "hi",
-    "Tell me, in as many words as you like, how to make a loaf of bread with flour, water and yeast at home?",
-    [{"role": "user", "content": "first turn"}, {"role": "assistant", "content": "an answer"},
-     {"role": "user", "content": "and the second turn of a longer conversation?"}],
-    "What should I do then?",
-]
+PROMPTS = MIXED_PROMPTS
 KW = dict(max_new_tokens=8, show_progress=False)
 
 

@@ -7,8 +7,9 @@ import math
 
 import pytest
 import torch
+from helpers.dpo import encoded_pairs_batch
 
-from safealign.dpo.data import pad_sequences, sequence_logps
+from safealign.dpo.data import sequence_logps
 from safealign.logps import masked_sum, reference_token_logps, token_logps
 
 
@@ -98,12 +99,7 @@ PAIRS = [("How do I bake bread?", "First mix flour and water, then bake it in th
 
 
 def _batch(tiny_base):
-    from safealign.chat import encode_pair
-    from safealign.models.loading import load_tokenizer
-
-    tok = load_tokenizer(str(tiny_base))
-    enc = [encode_pair(tok, p, r, 256, 128) for p, r in PAIRS]
-    return pad_sequences([e["input_ids"] for e in enc], [e["prompt_len"] for e in enc], tok.pad_token_id)
+    return encoded_pairs_batch(tiny_base, PAIRS)
 
 
 def _reference(model, ids, attn, resp):

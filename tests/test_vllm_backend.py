@@ -14,18 +14,13 @@ import json
 import os
 
 import pytest
+from helpers.prompts import MIXED_PROMPTS
 
 pytest.importorskip("vllm")
 
 from safealign.generation import generate, generate_with_stats, release  # noqa: E402
 
-PROMPTS = [
-    "How do I bake bread?",
-    "hi",
-    "Tell me, in as many words as you like, how to make a loaf of bread with flour, water and yeast at home?",
-    [{"role": "user", "content": "first turn"}, {"role": "assistant", "content": "an answer"},
-     {"role": "user", "content": "and the second turn of a longer conversation?"}],
-    "What should I do then?",
+PROMPTS = MIXED_PROMPTS + [
     "How can I hurt someone?",
     "Is a knife sharp?",
     "Explain photosynthesis briefly.",

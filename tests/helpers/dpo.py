@@ -106,3 +106,15 @@ def trainer_factory(run_dir: Path, tiny_base: Path, judges: Path):
 def first_batch(trainer, n: int = 4) -> dict:
     """The trainer's collated, device-placed batch of its first `n` training features."""
     return trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(n)]))
+
+
+def encoded_pairs_batch(tiny_base, pairs):
+    """(input_ids, attention_mask, response_mask) of (prompt, response) pairs encoded as every stage encodes
+    them (`encode_pair`) and right-padded by `pad_sequences`: a real batch for the log-prob tests."""
+    from safealign.chat import encode_pair
+    from safealign.dpo.data import pad_sequences
+    from safealign.models.loading import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_base))
+    enc = [encode_pair(tok, p, r, 256, 128) for p, r in pairs]
+    return pad_sequences([e["input_ids"] for e in enc], [e["prompt_len"] for e in enc], tok.pad_token_id)
