@@ -2,6 +2,8 @@
 tiny Llama and tokenizer: right padding, different prompt lengths, a LoRA wrapper, a DDP wrapper, a model that
 ignores `logits_to_keep`, a batch without response tokens; and gradients reach the policy."""
 
+from pathlib import Path
+
 import torch
 
 from safealign.chat import encode_pair
@@ -68,13 +70,14 @@ def test_lora_wrapped_model_and_disabled_adapter(tiny_base):
     assert grads and all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
 
 
-def test_ddp_wrapped_model(tiny_base, tmp_path):
+def _ddp_check(tiny_base: str, store: str) -> None:
+    """Runs in a child process (see test_ddp_wrapped_model): the DDP-wrapped policy gives the same log-probs."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     ids, attn, resp = _batch(tiny_base)
     model = load_causal_lm(str(tiny_base), dtype="float32").eval()
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
     try:
         ddp = DistributedDataParallel(model)
         with torch.no_grad():
@@ -85,6 +88,26 @@ def test_ddp_wrapped_model(tiny_base, tmp_path):
         assert model.lm_head.weight.grad is not None
     finally:
         dist.destroy_process_group()
+
+
+def test_ddp_wrapped_model(tiny_base, tmp_path):
+    # In a child process with a deadline: gloo's in-process set-up hung (in native code, no timeout applies)
+    # in 2 of about 10 full-suite runs on this 2-core machine; a hung child is retried once instead of stalling CI.
+    import subprocess
+    import sys
+
+    code = (f"import sys; sys.path[:0] = {sys.path[:3]!r}; import test_dpo_logps as t; "
+            f"t._ddp_check({str(tiny_base)!r}, {str(tmp_path / 'pg')!r})")
+    for attempt in (1, 2):
+        (tmp_path / "pg").unlink(missing_ok=True)
+        try:
+            out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, capture_output=True,
+                                 text=True, timeout=180)
+        except subprocess.TimeoutExpired:
+            assert attempt == 1, "the DDP check hung twice"
+            continue
+        assert out.returncode == 0, out.stderr[-3000:]
+        return
 
 
 def test_model_ignoring_logits_to_keep(tiny_base):
