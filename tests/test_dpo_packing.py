@@ -5,7 +5,7 @@ packed sequence; and SafeMMDPOTrainer with dpo.padding_free gives the padded tra
 
 import pytest
 import torch
-from helpers.dpo import encoded_pairs_batch, make_cfg, make_run
+from helpers.dpo import encoded_pairs_batch, lora_policy, make_cfg, make_run
 
 from safealign.dpo.data import pad_sequences, sequence_logps
 from safealign.dpo.train import build_trainer
@@ -84,15 +84,8 @@ def test_packed_equals_padded(tiny_base, attn_impl, capacity):
 
 
 def test_packed_equals_padded_with_lora(tiny_base):
-    from safealign.models.loading import apply_lora, load_causal_lm
-
     ids, attn, resp = _batch(tiny_base)
-    model = apply_lora(load_causal_lm(str(tiny_base), dtype="float32"), r=4, alpha=8, dropout=0.0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.05)
-    model.eval()
+    model = lora_policy(tiny_base)
     _assert_same(model, ids, attn, resp, None)
     with model.disable_adapter(), torch.no_grad():
         torch.testing.assert_close(packed_sequence_logps(model, ids, attn, resp)[0],

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from helpers.dpo import encoded_pairs_batch
+from helpers.dpo import encoded_pairs_batch, lora_policy
 
 from safealign.dpo.data import sequence_logps
 from safealign.logps import masked_sum, reference_token_logps, token_logps
@@ -142,15 +142,8 @@ def test_sequence_logps_float32_values_and_gradients(tiny_base):
 
 
 def test_sequence_logps_lora_values_and_gradients(tiny_base):
-    from safealign.models.loading import apply_lora, load_causal_lm
-
     ids, attn, resp = _batch(tiny_base)
-    model = apply_lora(load_causal_lm(str(tiny_base), dtype="float32"), r=4, alpha=8, dropout=0.0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.05)
-    model.eval()
+    model = lora_policy(tiny_base)
     _compare(model, ids, attn, resp, atol=1e-5, grad_atol=1e-6, grad_rtol=1e-4)
     with model.disable_adapter(), torch.no_grad():  # the reference side of the online mode
         torch.testing.assert_close(sequence_logps(model, ids, attn, resp)[0], _reference(model, ids, attn, resp)[0],

@@ -118,3 +118,18 @@ def encoded_pairs_batch(tiny_base, pairs):
     tok = load_tokenizer(str(tiny_base))
     enc = [encode_pair(tok, p, r, 256, 128) for p, r in pairs]
     return pad_sequences([e["input_ids"] for e in enc], [e["prompt_len"] for e in enc], tok.pad_token_id)
+
+
+def lora_policy(tiny_base):
+    """The tiny base under a LoRA adapter whose B matrices are non-zero (a fresh adapter is the identity, so
+    a LoRA test on it would not see the adapter), in eval mode."""
+    import torch
+
+    from safealign.models.loading import apply_lora, load_causal_lm
+
+    model = apply_lora(load_causal_lm(str(tiny_base), dtype="float32"), r=4, alpha=8, dropout=0.0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    return model.eval()
