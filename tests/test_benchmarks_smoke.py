@@ -4,6 +4,7 @@ No timing assertions: the targets are for the scripts' real runs (docs/benchmark
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,13 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
+_ENV = dict(os.environ)
 import common  # noqa: E402
+
+# common.py sets TQDM_DISABLE and friends for the benchmark scripts; keep them out of this pytest process, whose
+# other tests start CLI children with its environment (a child without progress bars failed test_stage_output).
+os.environ.clear()
+os.environ.update(_ENV)
 
 
 def test_tokenizer_lengths_are_exact():

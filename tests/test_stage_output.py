@@ -14,7 +14,9 @@ from safealign.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 CI = REPO / "configs" / "ci_small.yaml"
-ENV = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+# A user's terminal: whatever switched progress bars off in this process (TQDM_DISABLE) is not passed on.
+ENV = {**{k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}, "PYTHONPATH": str(REPO / "src"),
+       "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +44,7 @@ def test_terminal_keeps_bars_and_one_line_the_log_file_keeps_everything(prepared
     notice = "LlamaForSequenceClassification from "
     assert sum(notice in line and "new score head (score.weight) initialised at random; expected" in line
                for line in err.splitlines()) == 1
-    if "it/s]" not in err and "s/it]" not in err:
-        # Alone this test always sees the bar; after the whole suite ran in the same pytest process it has twice
-        # seen none (cause not found yet: see the stop note). The other assertions above still hold there.
-        pytest.xfail("no progress bar on stderr after the full suite (known, under investigation)")
+    assert "it/s]" in err or "s/it]" in err  # Trainer's progress bar
     log = (prepared / "logs" / "harmless_rm.log").read_text()
     assert "=== harmless_rm started" in log and "=== harmless_rm ended" in log and "\x1b[" not in log
     assert "safealign.metrics: step 1: {'loss':" in log and "harmless RM: val accuracy" in log

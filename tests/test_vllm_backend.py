@@ -33,7 +33,7 @@ def vllm_model(tmp_path_factory):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from safealign.data.toy_world import generate_toy_world, toy_corpus
+    from safealign.toy import generate_toy_world, toy_corpus
     from safealign.models.config import ModelConfig
     from safealign.models.tiny import make_tiny_base
 
