@@ -11,6 +11,13 @@ callback (CUDA synchronised), peak = torch.cuda.max_memory_allocated over the ti
   safealign          SafeMMDPOTrainer, precompute mode (reference log-probs and judge scores are batch inputs)
   safealign_packed   the same with dpo.padding_free (one packed row under flash-attention, else rows ≤ longest)
   trl_precompute     TRL DPOTrainer(precompute_ref_log_probs=True); its one-off reference pass is not timed
+  safealign_peftcast safealign with peft's own LoRA input cast (what every stage did before
+                     models/lora_cast.py: a bf16 -> fp32 -> bf16 copy of each adapted layer's input)
+  safealign_nockpt   safealign without activation checkpointing (no recompute; more memory: what it costs is the
+                     peak it reports)
+With --profile, one more step after the timed ones runs under torch.profiler (not in the step times): the GPU
+kernels' time by category (matmul, attention, elementwise/copy, other), the top kernels, and how much of the
+step's wall time the GPU was busy at all.
 The LoRA adapter is removed (`unload()`) and a fresh one made between configurations: the base weights are
 built once. Cached reference values for safealign are random numbers: the step's cost does not depend on them.
 
@@ -35,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-CONFIGS = ("safealign", "safealign_packed", "trl_precompute")
+CONFIGS = ("safealign", "safealign_peftcast", "safealign_nockpt", "safealign_packed", "trl_precompute")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
@@ -51,6 +58,8 @@ def parse_args(argv):
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default 5; tiny 2)")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--no-checkpointing", action="store_true")
+    ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
+                    help="one extra step per configuration under torch.profiler (default on)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     a.pairs = a.pairs or (2 if a.tiny else 16)
@@ -102,20 +111,68 @@ def model_flops(info: dict, n_lora: int, tokens: int, seq: int) -> float:
     return 4 * info["params_matmul"] * tokens + 3 * attn_fwd + 4 * n_lora * tokens
 
 
-def _step_timer(sync):
+KERNEL_CATEGORIES = (  # first match wins; names of cuBLAS/CUTLASS/flash/SDPA and ATen elementwise kernels
+    ("attention", ("flash", "fmha", "attention", "attn", "sdpa", "efficient")),
+    ("matmul", ("gemm", "cutlass", "sm90_", "sm80_", "cublas", "matmul", "xmma", "nvjet", "aten::mm", "addmm", "bmm",
+                "mmbackward")),
+    ("elementwise_copy", ("elementwise", "vectorized", "copy", "cast", "fill", "unrolled", "reduce", "softmax",
+                          "index", "cat", "where", "mul", "add")),
+)
+
+
+def kernel_category(name: str) -> str:
+    low = name.lower()
+    return next((cat for cat, keys in KERNEL_CATEGORIES if any(k in low for k in keys)), "other")
+
+
+def profile_summary(prof, wall_s: float, cuda: bool) -> dict:
+    """Device time by kernel category, the top kernels, and the GPU's busy share of the step's wall time."""
+    events = prof.key_averages()
+    if cuda:
+        from torch.autograd import DeviceType
+
+        rows = [(e.key, getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)), e.count)
+                for e in events if getattr(e, "device_type", None) == DeviceType.CUDA]
+    else:  # CPU check of the code path: CPU ops stand in for kernels
+        rows = [(e.key, e.self_cpu_time_total, e.count) for e in events]
+    total_us = sum(t for _, t, _ in rows) or 1.0
+    by_cat: dict[str, float] = {}
+    for key, t, _ in rows:
+        by_cat[kernel_category(key)] = by_cat.get(kernel_category(key), 0.0) + t
+    top = sorted(rows, key=lambda r: -r[1])[:15]
+    return {"wall_s": round(wall_s, 4), "kernel_s": round(total_us / 1e6, 4),
+            "busy_share": round(total_us / 1e6 / wall_s, 3) if cuda else None,
+            "by_category_share": {k: round(v / total_us, 3) for k, v in sorted(by_cat.items(), key=lambda kv: -kv[1])},
+            "top": [{"name": k[:120], "share": round(t / total_us, 4), "calls": n} for k, t, n in top]}
+
+
+def _step_timer(sync, profile_at: int | None, cuda: bool):
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
+        """Times every optimizer step (device synchronised); step `profile_at` (0-based) runs under the profiler."""
+
         def __init__(self):
-            self.times, self._t0 = [], None
+            self.times, self._t0, self._prof, self.profile = [], None, None, None
 
         def on_step_begin(self, args, state, control, **kw):
             sync()
+            if profile_at is not None and len(self.times) == profile_at:
+                from torch.profiler import ProfilerActivity, profile
+
+                acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+                self._prof = profile(activities=acts)
+                self._prof.__enter__()
             self._t0 = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
             sync()
-            self.times.append(time.perf_counter() - self._t0)
+            dt = time.perf_counter() - self._t0
+            self.times.append(dt)
+            if self._prof is not None:
+                self._prof.__exit__(None, None, None)
+                self.profile = profile_summary(self._prof, dt, cuda)
+                self._prof = None
 
     return StepTimer()
 
@@ -129,10 +186,10 @@ def run_config(name, a, base, tok, records, device) -> dict:
     max_length, max_prompt = a.prompt_len + a.response_len + 32, a.prompt_len + 16
     out_dir = tempfile.mkdtemp(prefix="bench-gpu-trainer-")
     shared = dict(output_dir=out_dir, per_device_train_batch_size=a.pairs, gradient_accumulation_steps=1,
-                  max_steps=a.warmup + a.steps, learning_rate=1e-5, warmup_steps=0, max_grad_norm=1.0,
+                  max_steps=a.warmup + a.steps + int(a.profile), learning_rate=1e-5, warmup_steps=0, max_grad_norm=1.0,
                   logging_steps=10**6, save_strategy="no", eval_strategy="no", report_to="none", seed=0,
                   dataloader_num_workers=0, use_cpu=not cuda, disable_tqdm=True, bf16=cuda,
-                  activation_checkpointing=not a.no_checkpointing,
+                  activation_checkpointing=not (a.no_checkpointing or name.endswith("_nockpt")),
                   activation_checkpointing_kwargs={"use_reentrant": False})
 
     def with_checkpointing_names(cls) -> dict:
@@ -144,6 +201,8 @@ def run_config(name, a, base, tok, records, device) -> dict:
 
         return checkpointing_keys(shared, {f.name for f in dataclasses.fields(cls)})
 
+    off = getattr(base, "activation_checkpointing_disable", None) or getattr(base, "gradient_checkpointing_disable")
+    off()  # the previous configuration's trainer turned it on for the shared base; the arguments decide again
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
     t0 = time.perf_counter()
     if name.startswith("safealign"):
@@ -163,6 +222,10 @@ def run_config(name, a, base, tok, records, device) -> dict:
         policy = get_peft_model(base, lora)
         trainer = SafeMMDPOTrainer(model=policy, args=args, train_dataset=PairDataset(feats),
                                    data_collator=PairCollator(tok.pad_token_id), processing_class=tok)
+        if name == "safealign_peftcast":
+            from safealign.models.lora_cast import restore_lora_input_cast
+
+            restore_lora_input_cast(policy)
         tokens = sum(len(f["input_ids_0"]) + len(f["input_ids_1"]) for f in feats[: a.pairs])
         seq = max(max(len(f["input_ids_0"]), len(f["input_ids_1"])) for f in feats)
     else:
@@ -183,16 +246,17 @@ def run_config(name, a, base, tok, records, device) -> dict:
         tokens, seq = sum(enc), max_length
     init_s = time.perf_counter() - t0
     n_lora = sum(p.numel() for p in policy.parameters() if p.requires_grad)
-    timer = _step_timer(sync)
+    timer = _step_timer(sync, a.warmup + a.steps if a.profile else None, cuda)
     trainer.add_callback(timer)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()  # TRL's one-off reference pass runs inside, before the first step: not in the step times
-    times = timer.times[a.warmup:]
+    times = timer.times[a.warmup:a.warmup + a.steps]
     med = sorted(times)[len(times) // 2]
     res = {"config": name, "init_s": round(init_s, 2), "step_s": times, "step_s_median": med,
            "tokens_per_step": tokens, "tokens_per_s": tokens / med, "params_lora": n_lora,
-           "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
+           "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None, "profile": timer.profile,
+           "activation_checkpointing": shared["activation_checkpointing"]}
     if cuda:
         name_gpu = torch.cuda.get_device_name()
         peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name_gpu), None)
@@ -235,7 +299,10 @@ def main(argv=None) -> int:
                                         "deprecated", category=FutureWarning)
                 result["configs"][name] = run_config(name, a, base, tok, records, device)
         except Exception as err:  # noqa: BLE001 - one failing trainer must not lose the others' figures
-            result["configs"][name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
+            import traceback
+
+            result["configs"][name] = {"error": f"{type(err).__name__}: {err}"[:2000],
+                                       "traceback": traceback.format_exc()[-4000:]}
         if a.out:
             common.write_json_atomic(Path(a.out), result)
     c = result["configs"]

@@ -25,6 +25,7 @@ import transformers
 from transformers.trainer_utils import rotate_checkpoints
 
 from .errors import ConfigError
+from .models.lora_cast import skip_lora_input_cast_under_autocast
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,8 @@ class AtomicCheckpointMixin:
         from .logs import quiet_progress
 
         quiet_progress(self)  # progress bar on the terminal, per-step metric dicts in the stage's log file
+        # fp32 LoRA adapters on a bf16 model: no input copies where autocast runs the matmul in bf16 anyway
+        skip_lora_input_cast_under_autocast(self.model)
 
     def _issue_warnings_after_load(self, load_result) -> None:
         """On resume, an output embedding tied to the input embedding is not in the checkpoint (it is not saved

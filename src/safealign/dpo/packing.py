@@ -12,7 +12,7 @@ Rows: with flash-attention (cost per sequence) everything goes into ONE row. Wit
 cost quadratic in the row length) the sequences are spread over ⌈tokens / longest⌉ balanced rows, so a row
 costs about the attention of a padded row while the rows are nearly full.
 
-Only positions that predict a response token go through the LM head (a boolean `logits_to_keep`), fewer than the
+Only columns that predict a response token go through the LM head (`logits_to_keep` as column indices), fewer than the
 padded path's "from the earliest response position of the batch on" window.
 """
 
@@ -127,14 +127,19 @@ def packed_sequence_logps(model, input_ids: torch.Tensor, attention_mask: torch.
                        use_cache=False, logits_to_keep=1).logits
         zero = logits.sum() * 0.0
         return torch.zeros(n, device=logits.device) + zero, torch.zeros(n, device=logits.device)
+    # logits_to_keep as documented: a 1-D tensor of column indices (a 2-D boolean mask only works on some
+    # transformers versions). The columns any row needs; the (R, K) mask then picks each row's own.
+    cols = keep.any(0).nonzero().squeeze(1)  # (K,) ascending, so the selection order matches `keep`'s
+    sel = keep[:, cols]  # (R, K)
     out = model(input_ids=packed.input_ids, position_ids=packed.position_ids, attention_mask=None,
-                use_cache=False, logits_to_keep=keep)
+                use_cache=False, logits_to_keep=cols)
     logits = out.logits
-    if logits.dim() == 3:  # a model that ignores a boolean logits_to_keep returns every position
-        logits = logits[keep]
-    targets = packed.input_ids.roll(-1, dims=1)[keep]  # token c+1 of the row = token j+1 of the sequence
+    if logits.shape[1] != cols.numel():  # a model that ignores logits_to_keep returns every position
+        logits = logits[:, cols]
+    logits = logits[sel]  # (M, V)
+    targets = packed.input_ids.roll(-1, dims=1)[:, cols][sel]  # token c+1 of the row = token j+1 of the sequence
     logp = token_logps(logits.unsqueeze(0), targets.unsqueeze(0))[0]  # (M,) float32
-    owner = packed.seq_index[keep]
+    owner = packed.seq_index[:, cols][sel]
     sums = torch.zeros(n, dtype=logp.dtype, device=logp.device).index_add(0, owner, logp)
     counts = torch.zeros(n, dtype=logp.dtype, device=logp.device).index_add(0, owner, torch.ones_like(logp))
     return sums, counts
