@@ -45,4 +45,8 @@ def test_bench_gpu_trainer_tiny_on_cpu(tmp_path):
     res = json.loads(out.read_text())
     for name in bench_gpu_trainer.CONFIGS:
         assert res["configs"][name].get("tokens_per_s", 0) > 0, res["configs"][name]
-    assert set(res["vs_trl_tokens_per_s"]) == {"safealign", "safealign_packed"}
+    assert set(res["vs_trl_tokens_per_s"]) == set(bench_gpu_trainer.CONFIGS) - {"trl_precompute"}
+    assert res["configs"]["safealign_nockpt"]["activation_checkpointing"] is False
+    assert res["configs"]["safealign"]["activation_checkpointing"] is True
+    prof = res["configs"]["safealign"]["profile"]  # the extra profiled step: kernel time by category
+    assert prof["top"] and abs(sum(prof["by_category_share"].values()) - 1) < 0.01
