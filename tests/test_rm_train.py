@@ -183,3 +183,24 @@ def test_checkpoints_are_written_atomically(toy_data, tiny_base, tmp_path):
     best = read_json(os.path.join(out, "checkpoint-2", TRAINER_STATE))["best_model_checkpoint"]
     assert best in (os.path.join(out, "checkpoint-1"), os.path.join(out, "checkpoint-2"))  # not the staging path
     assert resolve_resume("latest", out).endswith("checkpoint-2")
+
+
+
+def test_the_score_head_and_lora_start_do_not_depend_on_earlier_random_draws(toy_data, tiny_base, tmp_path):
+    """What a stage builds before its Trainer (the score head, LoRA's A matrices) comes from the stage's seed:
+    random numbers drawn earlier in the process (another stage, a user's script) change nothing; another
+    run.seed changes it."""
+
+    def initial_weights(*sets):
+        cfg = _cfg(tmp_path, tiny_base, "reward.model={use_lora: true}", *sets)
+        trainer, _ = build_trainer(cfg, "helpful", data_dir=toy_data)
+        return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+
+    torch.manual_seed(1)
+    first = initial_weights()
+    torch.rand(1000)  # what an earlier stage in the same process would have consumed
+    second = initial_weights()
+    assert first.keys() == second.keys() and any("score" in n for n in first)
+    assert all(torch.equal(first[n], second[n]) for n in first)
+    other = initial_weights("run.seed=7")
+    assert any(not torch.equal(first[n], other[n]) for n in first)

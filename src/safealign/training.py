@@ -117,7 +117,11 @@ class StageArguments(transformers.TrainingArguments):
     def fit_to_run(self, layout, stage: str, cfg, **changes: Any) -> tuple["StageArguments", list]:
         """A copy of these arguments for `stage` of the run `layout`: checkpoints in
         `layout.checkpoints(stage)`, TensorBoard in `layout.tensorboard(stage)`, the run's reporters and seed
-        (unless the section sets them), CPU where no CUDA is present. Returns (args, callbacks)."""
+        (unless the section sets them), CPU where no CUDA is present. Returns (args, callbacks).
+
+        Also seeds python, numpy and torch with the stage's seed now: what a stage builds before its Trainer (a
+        score head, a LoRA adapter's initial A matrices) must not depend on what ran earlier in the process
+        (`transformers.Trainer` seeds only once it is constructed, after the model exists)."""
         section = self._section_name(cfg)
         raw = (cfg.raw.get(section) or {}) if section else {}
         run = cfg.section("run")
@@ -136,6 +140,7 @@ class StageArguments(transformers.TrainingArguments):
             args = dataclasses.replace(self, **new)
         except (ValueError, TypeError) as err:
             raise ConfigError(f"{section or 'training'}: {str(err).splitlines()[0]}") from None
+        transformers.set_seed(args.seed)
         callbacks = []
         if "tensorboard" in reporters:
             from transformers.integrations import TensorBoardCallback

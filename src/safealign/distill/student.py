@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import transformers
 
 from ..errors import ConfigError
 from ..fileio import atomic_path
@@ -57,7 +56,6 @@ def train_student(cfg, layout: RunLayout, teacher: Path, samples: list[dict], ou
     start = build_student(cfg, layout, teacher)
     # The stage's own seed, not run.seed (see DistillConfig).
     args, callbacks = d.fit_to_run(layout, "distill", cfg, seed=d.seed)
-    transformers.set_seed(d.seed)
     return run_sft(train, val, start, output_dir, args, model_cfg=student_config(cfg), resume=resume,
                    callbacks=callbacks, config_to_save=cfg, steps_key="distill.num_train_epochs",
                    card={"method": "distill", "model_name": "distilled", "data_dir": layout.data_dir})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import transformers
 
 from ..data.records import read_preference_records
 from ..layout import RunLayout
@@ -36,7 +35,6 @@ def run_sft_warmup(cfg, output_dir: str | Path | None = None, resume: str | bool
     args, callbacks = sft.fit_to_run(layout, "sft", cfg, seed=sft.seed)
     args.check_steps(len(train), args.world_size, key="sft.num_train_epochs")  # before the base is built
     base = ensure_base_model(cfg)
-    transformers.set_seed(sft.seed)
     # The report calls the warm-up `base` when alignment starts from it (the layout's rule).
     card = {"method": "sft", "model_name": "base" if layout.start == "sft" else "sft", "data_dir": layout.data_dir}
     return run_sft(train, val[:MAX_VAL_EXAMPLES], base, output_dir or layout.sft_model, args,
