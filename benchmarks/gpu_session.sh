@@ -8,7 +8,13 @@
 #                  lengths, each bounded by what is left
 # Every figure goes under $OUT (JSON written after each phase, so a run cut short keeps what it measured) and the
 # whole output to $OUT/session_<part>.log. Python packages the GPU image lacks (TRL and its datasets stack) travel
-# as wheels in .whl/ and the Mistral-7B-v0.1 tokenizer in .gpu/mistral_tok (`python tests/helpers/real.py DIR`).
+# as wheels in .whl/ and the Mistral-7B-v0.1 tokenizer in .gpu/mistral_tok; both are made here and kept out of git:
+#   echo /.whl/ >> .git/info/exclude; echo /.gpu/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 -d .whl trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
+#   python tests/helpers/real.py .gpu/mistral_tok
+# then one device call per part, carrying [".whl", ".gpu"]. (Do not carry a pyarrow wheel beside the image's
+# own: TRL's dataset step failed with a PicklingError that way on 2026-12-04.)
 #
 #   bash benchmarks/gpu_session.sh trainer 560     # part, seconds this call may use
 #   TINY=1 OUT=/tmp/s bash benchmarks/gpu_session.sh trainer 300   # the same logic on a CPU with tiny models
