@@ -138,7 +138,8 @@ def profile_summary(prof, wall_s: float, cuda: bool) -> dict:
     total_us = sum(t for _, t, _ in rows) or 1.0
     by_cat: dict[str, float] = {}
     for key, t, _ in rows:
-        by_cat[kernel_category(key)] = by_cat.get(kernel_category(key), 0.0) + t
+        cat = kernel_category(key)
+        by_cat[cat] = by_cat.get(cat, 0.0) + t
     top = sorted(rows, key=lambda r: -r[1])[:15]
     return {"wall_s": round(wall_s, 4), "kernel_s": round(total_us / 1e6, 4),
             "busy_share": round(total_us / 1e6 / wall_s, 3) if cuda else None,

@@ -20,7 +20,7 @@
 #   TINY=1 OUT=/tmp/s bash benchmarks/gpu_session.sh trainer 300   # the same logic on a CPU with tiny models
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PART=${1:?part: trainer or memory}
+PART=${1:?part: trainer, rerun or memory}
 LIMIT=${2:-560}
 OUT=${OUT:-/tmp/gpu_session}
 mkdir -p "$OUT"

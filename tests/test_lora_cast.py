@@ -4,6 +4,7 @@ autocast peft's cast still happens (a bf16 model with fp32 adapters must not fai
 import torch
 
 from safealign.models.loading import apply_lora, load_causal_lm
+from safealign.models.lora_cast import lora_layers as _lora_layers
 from safealign.models.lora_cast import restore_lora_input_cast, skip_lora_input_cast_under_autocast
 
 
@@ -15,10 +16,6 @@ def _bf16_lora(tiny_base):
             if "lora_B" in name:
                 p.normal_(0, 0.05)
     return model.eval()
-
-
-def _lora_layers(model):
-    return [m for m in model.modules() if hasattr(m, "lora_A") and hasattr(m, "_cast_input_dtype")]
 
 
 def test_adapters_are_fp32_on_a_bf16_model(tiny_base):

@@ -185,7 +185,6 @@ def test_checkpoints_are_written_atomically(toy_data, tiny_base, tmp_path):
     assert resolve_resume("latest", out).endswith("checkpoint-2")
 
 
-
 def test_the_score_head_and_lora_start_do_not_depend_on_earlier_random_draws(toy_data, tiny_base, tmp_path):
     """What a stage builds before its Trainer (the score head, LoRA's A matrices) comes from the stage's seed:
     random numbers drawn earlier in the process (another stage, a user's script) change nothing; another

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from ..errors import ConfigError
 from ..fileio import atomic_path
 from ..layout import RunLayout

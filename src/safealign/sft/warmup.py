@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from ..data.records import read_preference_records
 from ..layout import RunLayout
 from ..logs import say
